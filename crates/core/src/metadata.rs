@@ -1,0 +1,258 @@
+//! `profile.metadata`: a flat map from short string keys to strings,
+//! integers or booleans.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::error::FieldError;
+use crate::wire::Patch;
+
+/// A metadata value: the only three kinds the contract allows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum MetadataValue {
+    String(String),
+    Integer(i64),
+    Boolean(bool),
+}
+
+impl MetadataValue {
+    /// Accepts a JSON string, an integer that fits in i64, or a boolean.
+    pub fn from_json(value: Value) -> Result<Self, FieldError> {
+        match value {
+            Value::String(s) => Ok(Self::String(s)),
+            Value::Bool(b) => Ok(Self::Boolean(b)),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Ok(Self::Integer(i)),
+                None if n.is_u64() => Err(FieldError::new(
+                    "integers must fit in a signed 64-bit integer",
+                )),
+                None => Err(FieldError::new(
+                    "values must be a string, integer or boolean",
+                )),
+            },
+            Value::Null | Value::Array(_) | Value::Object(_) => Err(FieldError::new(
+                "values must be a string, integer or boolean",
+            )),
+        }
+    }
+}
+
+/// Checks a metadata key: non-empty, at most 128 characters.
+fn check_key(key: &str) -> Result<(), FieldError> {
+    match key.chars().count() {
+        0 => Err(FieldError::new("keys must not be empty")),
+        1..=128 => Ok(()),
+        _ => Err(FieldError::new("keys must be at most 128 characters")),
+    }
+}
+
+/// The metadata of one end user. Keys are kept sorted, so the serialized
+/// form (and its size) does not depend on the order changes arrived in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Metadata(BTreeMap<String, MetadataValue>);
+
+impl Metadata {
+    pub fn get(&self, key: &str) -> Option<&MetadataValue> {
+        self.0.get(key)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &MetadataValue)> {
+        self.0.iter()
+    }
+
+    /// The size in bytes of the JSON object, as stored and as sent.
+    pub fn serialized_len(&self) -> usize {
+        self.to_json().len()
+    }
+
+    pub fn to_json(&self) -> String {
+        // A map of strings, integers and booleans always serializes.
+        serde_json::to_string(&self.0).unwrap_or_else(|_| String::from("{}"))
+    }
+
+    /// Reads metadata written by [`Metadata::to_json`].
+    pub fn from_json(stored: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(stored)
+    }
+
+    pub fn insert(&mut self, key: String, value: MetadataValue) {
+        self.0.insert(key, value);
+    }
+}
+
+/// A change to the metadata map, as RFC 7386 reads it: absent keeps it,
+/// `null` clears it, an object merges key by key with `null` removing a key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MetadataPatch {
+    #[default]
+    Keep,
+    Clear,
+    Merge(BTreeMap<String, Option<MetadataValue>>),
+}
+
+impl MetadataPatch {
+    pub fn parse(raw: Patch<Map<String, Value>>) -> Result<Self, FieldError> {
+        let object = match raw {
+            Patch::Absent => return Ok(Self::Keep),
+            Patch::Null => return Ok(Self::Clear),
+            Patch::Value(object) => object,
+        };
+        let mut merge = BTreeMap::new();
+        for (key, value) in object {
+            check_key(&key)?;
+            let value = match value {
+                Value::Null => None,
+                other => Some(MetadataValue::from_json(other).map_err(|e| e.at(&key))?),
+            };
+            merge.insert(key, value);
+        }
+        Ok(Self::Merge(merge))
+    }
+
+    /// Keys this patch sets to a value (not the ones it removes).
+    pub fn assigned_keys(&self) -> impl Iterator<Item = &str> {
+        let entries = match self {
+            Self::Merge(entries) => Some(entries),
+            Self::Keep | Self::Clear => None,
+        };
+        entries
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.as_str())
+    }
+
+    pub fn apply_to(&self, metadata: &mut Metadata) {
+        match self {
+            Self::Keep => {}
+            Self::Clear => metadata.0.clear(),
+            Self::Merge(entries) => {
+                for (key, value) in entries {
+                    match value {
+                        Some(value) => {
+                            metadata.0.insert(key.clone(), value.clone());
+                        }
+                        None => {
+                            metadata.0.remove(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn accepts_strings_integers_and_booleans_only() {
+        assert_eq!(
+            MetadataValue::from_json(json!("x")),
+            Ok(MetadataValue::String("x".into()))
+        );
+        assert_eq!(
+            MetadataValue::from_json(json!(-40)),
+            Ok(MetadataValue::Integer(-40))
+        );
+        assert_eq!(
+            MetadataValue::from_json(json!(true)),
+            Ok(MetadataValue::Boolean(true))
+        );
+        for bad in [
+            json!(1.5),
+            json!([1]),
+            json!({"a": 1}),
+            json!(null),
+            json!(u64::MAX),
+        ] {
+            assert!(MetadataValue::from_json(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn names_the_offending_key() {
+        let err = MetadataPatch::parse(Patch::Value(object(json!({"plan": 1.5}))));
+        assert_eq!(
+            err.map_err(|e| e.to_string()),
+            Err("plan: values must be a string, integer or boolean".into())
+        );
+        let err = MetadataPatch::parse(Patch::Value(object(json!({"": 1}))));
+        assert_eq!(
+            err.map_err(|e| e.to_string()),
+            Err("keys must not be empty".into())
+        );
+        let long = "k".repeat(129);
+        assert!(MetadataPatch::parse(Patch::Value(object(json!({ long: 1 })))).is_err());
+    }
+
+    #[test]
+    fn merge_patch_semantics() {
+        let mut metadata = Metadata::default();
+        let set = MetadataPatch::parse(Patch::Value(object(json!({"a": 1, "b": "x"}))))
+            .unwrap_or_default();
+        set.apply_to(&mut metadata);
+        assert_eq!(metadata.len(), 2);
+        let remove_a = MetadataPatch::parse(Patch::Value(object(json!({"a": null, "c": false}))))
+            .unwrap_or_default();
+        remove_a.apply_to(&mut metadata);
+        assert_eq!(metadata.to_json(), r#"{"b":"x","c":false}"#);
+        MetadataPatch::Keep.apply_to(&mut metadata);
+        assert_eq!(metadata.len(), 2);
+        MetadataPatch::Clear.apply_to(&mut metadata);
+        assert!(metadata.is_empty());
+    }
+
+    fn value_strategy() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<String>().prop_map(Value::String),
+            any::<i64>().prop_map(|i| json!(i)),
+            any::<bool>().prop_map(Value::Bool),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn valid_maps_round_trip_through_storage(entries in prop::collection::btree_map("[^\\x00]{1,128}", value_strategy(), 0..20)) {
+            let patch = MetadataPatch::parse(Patch::Value(entries.clone().into_iter().collect()));
+            prop_assert!(patch.is_ok());
+            let mut metadata = Metadata::default();
+            patch.unwrap_or_default().apply_to(&mut metadata);
+            prop_assert_eq!(metadata.len(), entries.len());
+            let stored = metadata.to_json();
+            prop_assert_eq!(stored.len(), metadata.serialized_len());
+            prop_assert_eq!(Metadata::from_json(&stored).ok(), Some(metadata));
+        }
+
+        #[test]
+        fn floats_are_always_refused(f in any::<f64>().prop_filter("finite, non-integral", |f| f.is_finite() && f.fract() != 0.0)) {
+            prop_assert!(MetadataValue::from_json(json!(f)).is_err());
+        }
+    }
+}
