@@ -1,1 +1,91 @@
+//! Storage for endusers: the [`Store`] trait every backend implements, and
+//! the embedded SQLite backend.
+//!
+//! Backends hold no business rules: a change to a user is computed by the
+//! caller's mutation (pure domain code) and the backend only makes it
+//! atomic and durable.
 
+mod error;
+mod model;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use endusers_core::{
+    AgentHandle, AgentId, Change, EndUser, EndUserId, ExternalId, FieldError, Timestamp,
+};
+
+pub use error::StoreError;
+pub use model::{Agent, ApiKeyRecord, Created, NewApiKey, Updated};
+
+/// A change to one stored user, computed by domain code inside the write
+/// transaction so that read, change and write are one atomic step.
+pub type Mutation = Box<dyn FnOnce(&mut EndUser) -> Result<Change, FieldError> + Send>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the backend answers queries.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates an agent; `Conflict` when the handle is taken.
+    async fn create_agent(&self, handle: AgentHandle, now: Timestamp) -> Result<Agent, StoreError>;
+    async fn find_agent(&self, handle: &AgentHandle) -> Result<Option<Agent>, StoreError>;
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
+
+    async fn insert_api_key(&self, key: NewApiKey) -> Result<(), StoreError>;
+    /// The key with this public id, revoked or not.
+    async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Marks a key revoked; `false` when no active key has this id.
+    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Stores a new user, unless its `external_id` already belongs to a user
+    /// of the same agent: then that user is returned untouched.
+    async fn create_end_user(&self, user: EndUser) -> Result<Created, StoreError>;
+    async fn get_end_user(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+    ) -> Result<Option<EndUser>, StoreError>;
+    async fn find_end_user_by_external_id(
+        &self,
+        agent: AgentId,
+        external_id: &ExternalId,
+    ) -> Result<Option<EndUser>, StoreError>;
+    /// Up to `limit` users of the agent in ascending id order, starting at
+    /// `from` (inclusive) when given.
+    async fn list_end_users(
+        &self,
+        agent: AgentId,
+        from: Option<EndUserId>,
+        limit: usize,
+    ) -> Result<Vec<EndUser>, StoreError>;
+    /// Applies `mutation` to the stored user atomically. `Ok(None)` when the
+    /// agent has no such user; `Conflict` when the new `external_id` is taken.
+    async fn update_end_user(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+        mutation: Mutation,
+    ) -> Result<Option<Updated>, StoreError>;
+    /// Erases the user; `false` when the agent has no such user.
+    async fn delete_end_user(&self, agent: AgentId, id: EndUserId) -> Result<bool, StoreError>;
+
+    /// Finishes queued writes and releases the backend. Calls made after
+    /// it answer [`StoreError::Closed`].
+    async fn close(&self);
+}
+
+/// Opens the backend a `database_url` names, runs its migrations, and makes
+/// sure an agent `default` exists when there is none.
+pub async fn open(database_url: &str, now: Timestamp) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = sqlite::path_from_url(database_url) {
+        let store = sqlite::SqliteStore::open(&path, sqlite::Options::default(), now).await?;
+        return Ok(Arc::new(store));
+    }
+    Err(StoreError::Config(format!(
+        "database_url must start with sqlite:// (got scheme {:?})",
+        database_url.split(':').next().unwrap_or_default()
+    )))
+}

@@ -1,0 +1,189 @@
+//! End-user rows.
+
+use endusers_core::{
+    AgentId, AvatarUrl, Email, EndUser, EndUserId, ExternalId, LanguageTag, Metadata, Profile,
+    ProfileText, SystemProperties, Timestamp,
+};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+
+use crate::{Created, Mutation, StoreError, Updated};
+
+const COLUMNS: &str =
+    "agent_id, id, external_id, first_name, last_name, display_name, avatar, email,
+     language, metadata, sunshine_user_id, last_conversation_at, version, created_at, updated_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<EndUser> {
+    let id: String = row.get(1)?;
+    let end_user_id = EndUserId::parse(&id).ok_or_else(|| corrupt(1, "end user id"))?;
+    let metadata: String = row.get(9)?;
+    let metadata = Metadata::from_json(&metadata).map_err(|_| corrupt(9, "metadata"))?;
+    Ok(EndUser {
+        agent_id: AgentId(row.get(0)?),
+        end_user_id,
+        external_id: row
+            .get::<_, Option<String>>(2)?
+            .map(ExternalId::from_stored),
+        profile: Profile {
+            first_name: row
+                .get::<_, Option<String>>(3)?
+                .map(ProfileText::from_stored),
+            last_name: row
+                .get::<_, Option<String>>(4)?
+                .map(ProfileText::from_stored),
+            display_name: row
+                .get::<_, Option<String>>(5)?
+                .map(ProfileText::from_stored),
+            avatar: row.get::<_, Option<String>>(6)?.map(AvatarUrl::from_stored),
+            email: row.get::<_, Option<String>>(7)?.map(Email::from_stored),
+            language: row
+                .get::<_, Option<String>>(8)?
+                .map(LanguageTag::from_stored),
+            metadata,
+            system_properties: SystemProperties {
+                sunshine_user_id: row.get(10)?,
+                last_conversation_at: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_micros),
+            },
+        },
+        version: row.get(12)?,
+        created_at: Timestamp::from_micros(row.get(13)?),
+        updated_at: Timestamp::from_micros(row.get(14)?),
+    })
+}
+
+fn corrupt(column: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("stored {what} is not readable").into(),
+    )
+}
+
+fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation)
+}
+
+fn find_by_external_id_on(
+    conn: &Connection,
+    agent: AgentId,
+    external_id: &ExternalId,
+) -> Result<Option<EndUser>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM end_users WHERE agent_id = ?1 AND external_id = ?2"
+        ))?
+        .query_row(params![agent.0, external_id.as_str()], from_row)
+        .optional()?)
+}
+
+pub(super) fn create(conn: &Connection, user: EndUser) -> Result<Created, StoreError> {
+    if let Some(external_id) = &user.external_id
+        && let Some(existing) = find_by_external_id_on(conn, user.agent_id, external_id)?
+    {
+        return Ok(Created::Existing(existing));
+    }
+    let p = &user.profile;
+    conn.prepare_cached(&format!(
+        "INSERT INTO end_users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    ))?
+    .execute(params![
+        user.agent_id.0,
+        user.end_user_id.to_string(),
+        user.external_id.as_ref().map(ExternalId::as_str),
+        p.first_name.as_ref().map(ProfileText::as_str),
+        p.last_name.as_ref().map(ProfileText::as_str),
+        p.display_name.as_ref().map(ProfileText::as_str),
+        p.avatar.as_ref().map(AvatarUrl::as_str),
+        p.email.as_ref().map(Email::as_str),
+        p.language.as_ref().map(LanguageTag::as_str),
+        p.metadata.to_json(),
+        p.system_properties.sunshine_user_id,
+        p.system_properties.last_conversation_at.map(Timestamp::as_micros),
+        user.version,
+        user.created_at.as_micros(),
+        user.updated_at.as_micros(),
+    ])
+    .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("end_user_id") } else { e.into() })?;
+    Ok(Created::New(user))
+}
+
+pub(super) fn get(
+    conn: &Connection,
+    agent: AgentId,
+    id: EndUserId,
+) -> Result<Option<EndUser>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM end_users WHERE agent_id = ?1 AND id = ?2"
+        ))?
+        .query_row(params![agent.0, id.to_string()], from_row)
+        .optional()?)
+}
+
+pub(super) fn find_by_external_id(
+    conn: &Connection,
+    agent: AgentId,
+    external_id: &ExternalId,
+) -> Result<Option<EndUser>, StoreError> {
+    find_by_external_id_on(conn, agent, external_id)
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    agent: AgentId,
+    from: Option<EndUserId>,
+    limit: usize,
+) -> Result<Vec<EndUser>, StoreError> {
+    // An empty string sorts before every id, so "no cursor" is "from the start".
+    let from = from.map(|id| id.to_string()).unwrap_or_default();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM end_users WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
+    ))?;
+    let users = stmt
+        .query_map(params![agent.0, from, limit], from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(users)
+}
+
+pub(super) fn update(
+    conn: &Connection,
+    agent: AgentId,
+    id: EndUserId,
+    mutation: Mutation,
+) -> Result<Option<Updated>, StoreError> {
+    let Some(mut user) = get(conn, agent, id)? else {
+        return Ok(None);
+    };
+    let change = mutation(&mut user)?;
+    if change.stored {
+        let p = &user.profile;
+        conn.prepare_cached(
+            "UPDATE end_users SET external_id = ?3, first_name = ?4, last_name = ?5, display_name = ?6,
+                 avatar = ?7, email = ?8, language = ?9, metadata = ?10, version = ?11, updated_at = ?12
+             WHERE agent_id = ?1 AND id = ?2",
+        )?
+        .execute(params![
+            agent.0,
+            id.to_string(),
+            user.external_id.as_ref().map(ExternalId::as_str),
+            p.first_name.as_ref().map(ProfileText::as_str),
+            p.last_name.as_ref().map(ProfileText::as_str),
+            p.display_name.as_ref().map(ProfileText::as_str),
+            p.avatar.as_ref().map(AvatarUrl::as_str),
+            p.email.as_ref().map(Email::as_str),
+            p.language.as_ref().map(LanguageTag::as_str),
+            p.metadata.to_json(),
+            user.version,
+            user.updated_at.as_micros(),
+        ])
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("external_id") } else { e.into() })?;
+    }
+    Ok(Some(Updated { user, change }))
+}
+
+pub(super) fn delete(conn: &Connection, agent: AgentId, id: EndUserId) -> Result<bool, StoreError> {
+    let deleted = conn
+        .prepare_cached("DELETE FROM end_users WHERE agent_id = ?1 AND id = ?2")?
+        .execute(params![agent.0, id.to_string()])?;
+    Ok(deleted == 1)
+}

@@ -1,0 +1,129 @@
+//! Agents and API keys.
+
+use endusers_core::{AgentHandle, AgentId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::{Agent, ApiKeyRecord, NewApiKey, StoreError};
+
+fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
+    Ok(Agent {
+        id: AgentId(row.get(0)?),
+        handle: AgentHandle::from_stored(row.get(1)?),
+        created_at: Timestamp::from_micros(row.get(2)?),
+    })
+}
+
+/// An empty database gets the agent `default`, so a first start is usable.
+pub(super) fn ensure_an_agent(conn: &Connection, now: Timestamp) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO agents (handle, created_at) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM agents)",
+        params![AgentHandle::DEFAULT, now.as_micros()],
+    )?;
+    Ok(())
+}
+
+pub(super) fn create_agent(
+    conn: &Connection,
+    handle: &AgentHandle,
+    now: Timestamp,
+) -> Result<Agent, StoreError> {
+    let inserted = conn
+        .prepare_cached("INSERT INTO agents (handle, created_at) VALUES (?1, ?2) ON CONFLICT (handle) DO NOTHING")?
+        .execute(params![handle.as_str(), now.as_micros()])?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict("agent handle"));
+    }
+    Ok(Agent {
+        id: AgentId(conn.last_insert_rowid()),
+        handle: handle.clone(),
+        created_at: now,
+    })
+}
+
+pub(super) fn find_agent(
+    conn: &Connection,
+    handle: &AgentHandle,
+) -> Result<Option<Agent>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id, handle, created_at FROM agents WHERE handle = ?1")?
+        .query_row([handle.as_str()], agent_from_row)
+        .optional()?)
+}
+
+pub(super) fn list_agents(conn: &Connection) -> Result<Vec<Agent>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT id, handle, created_at FROM agents ORDER BY id")?;
+    let agents = stmt
+        .query_map([], agent_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(agents)
+}
+
+pub(super) fn insert_api_key(conn: &Connection, key: &NewApiKey) -> Result<(), StoreError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO api_keys (key_id, agent_id, name, secret_hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key_id) DO NOTHING",
+        )?
+        .execute(params![
+            key.key_id,
+            key.agent_id.0,
+            key.name,
+            key.secret_hash.as_slice(),
+            key.created_at.as_micros()
+        ])?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict("key id"));
+    }
+    Ok(())
+}
+
+const KEY_COLUMNS: &str =
+    "k.key_id, k.agent_id, a.handle, k.name, k.secret_hash, k.created_at, k.revoked_at
+     FROM api_keys k JOIN agents a ON a.id = k.agent_id";
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    let hash: Vec<u8> = row.get(4)?;
+    Ok(ApiKeyRecord {
+        key_id: row.get(0)?,
+        agent_id: AgentId(row.get(1)?),
+        agent_handle: AgentHandle::from_stored(row.get(2)?),
+        name: row.get(3)?,
+        // A hash of the wrong length can match nothing: all zeros.
+        secret_hash: hash.try_into().unwrap_or([0; 32]),
+        created_at: Timestamp::from_micros(row.get(5)?),
+        revoked_at: row.get::<_, Option<i64>>(6)?.map(Timestamp::from_micros),
+    })
+}
+
+pub(super) fn find_api_key(
+    conn: &Connection,
+    key_id: &str,
+) -> Result<Option<ApiKeyRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {KEY_COLUMNS} WHERE k.key_id = ?1"))?
+        .query_row([key_id], key_from_row)
+        .optional()?)
+}
+
+pub(super) fn list_api_keys(conn: &Connection) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {KEY_COLUMNS} ORDER BY k.created_at, k.key_id"
+    ))?;
+    let keys = stmt
+        .query_map([], key_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(keys)
+}
+
+pub(super) fn revoke_api_key(
+    conn: &Connection,
+    key_id: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![key_id, now.as_micros()])?;
+    Ok(changed == 1)
+}

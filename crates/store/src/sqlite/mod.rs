@@ -1,0 +1,270 @@
+//! The embedded backend: one SQLite file in WAL mode with
+//! `synchronous=FULL`, so an acknowledged write is on disk.
+//!
+//! One thread owns the write connection and commits queued writes together
+//! (see [`writer`]); a few reader threads own read-only connections, which
+//! WAL lets run beside the writer.
+
+mod end_users;
+mod keys;
+mod migrations;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use endusers_core::{AgentHandle, AgentId, EndUser, EndUserId, ExternalId, Timestamp};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use crate::{Agent, ApiKeyRecord, Created, Mutation, NewApiKey, Store, StoreError, Updated};
+use writer::{Job, Message};
+
+/// The file path a `sqlite://` URL names: `sqlite://./data/x.db` is the
+/// relative path `./data/x.db`, `sqlite:///var/lib/x.db` the absolute one.
+pub fn path_from_url(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = rest.split('?').next().unwrap_or(rest);
+    (!rest.is_empty()).then(|| PathBuf::from(rest))
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Threads (each with its own connection) serving reads.
+    pub readers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { readers: 4 }
+    }
+}
+
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+enum ReadMessage {
+    Job(ReadJob),
+    Stop,
+}
+
+pub struct SqliteStore {
+    writes: flume::Sender<Message>,
+    reads: flume::Sender<ReadMessage>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    reader_count: usize,
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // FULL: the WAL is synced at every commit, so a commit that returned
+    // survives power loss. NORMAL would only survive a process crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path, options: Options, now: Timestamp) -> Result<Self, StoreError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, options, now))
+            .await
+            .map_err(|e| StoreError::Backend(format!("opening the database failed: {e}")))?
+    }
+
+    fn open_blocking(path: &Path, options: Options, now: Timestamp) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = open_connection(path, false)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Config(format!(
+                "{} cannot use write-ahead logging (journal mode {mode})",
+                path.display()
+            )));
+        }
+        migrations::run(&mut conn)?;
+        keys::ensure_an_agent(&conn, now)?;
+
+        let (writes, write_queue) = flume::unbounded();
+        let (reads, read_queue) = flume::unbounded::<ReadMessage>();
+        let mut threads = Vec::new();
+        threads.push(spawn("endusers-sqlite-writer", move || {
+            writer::run(conn, write_queue)
+        })?);
+        let reader_count = options.readers.max(1);
+        for n in 0..reader_count {
+            let conn = open_connection(path, true)?;
+            let queue = read_queue.clone();
+            threads.push(spawn(&format!("endusers-sqlite-reader-{n}"), move || {
+                while let Ok(ReadMessage::Job(job)) = queue.recv() {
+                    job(&conn);
+                }
+            })?);
+        }
+        Ok(Self {
+            writes,
+            reads,
+            threads: Mutex::new(threads),
+            reader_count,
+        })
+    }
+
+    /// Runs `f` on a reader connection.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        self.reads
+            .send(ReadMessage::Job(job))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` in the writer's next transaction and answers after commit.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(Message::Job(Box::new(Job::new(f, reply))))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+        .map_err(|e| StoreError::Backend(format!("cannot start {name}: {e}")))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn create_agent(&self, handle: AgentHandle, now: Timestamp) -> Result<Agent, StoreError> {
+        self.write(move |conn| keys::create_agent(conn, &handle, now))
+            .await
+    }
+
+    async fn find_agent(&self, handle: &AgentHandle) -> Result<Option<Agent>, StoreError> {
+        let handle = handle.clone();
+        self.read(move |conn| keys::find_agent(conn, &handle)).await
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        self.read(keys::list_agents).await
+    }
+
+    async fn insert_api_key(&self, key: NewApiKey) -> Result<(), StoreError> {
+        self.write(move |conn| keys::insert_api_key(conn, &key))
+            .await
+    }
+
+    async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let key_id = key_id.to_owned();
+        self.read(move |conn| keys::find_api_key(conn, &key_id))
+            .await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.read(keys::list_api_keys).await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let key_id = key_id.to_owned();
+        self.write(move |conn| keys::revoke_api_key(conn, &key_id, now))
+            .await
+    }
+
+    async fn create_end_user(&self, user: EndUser) -> Result<Created, StoreError> {
+        self.write(move |conn| end_users::create(conn, user)).await
+    }
+
+    async fn get_end_user(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+    ) -> Result<Option<EndUser>, StoreError> {
+        self.read(move |conn| end_users::get(conn, agent, id)).await
+    }
+
+    async fn find_end_user_by_external_id(
+        &self,
+        agent: AgentId,
+        external_id: &ExternalId,
+    ) -> Result<Option<EndUser>, StoreError> {
+        let external_id = external_id.clone();
+        self.read(move |conn| end_users::find_by_external_id(conn, agent, &external_id))
+            .await
+    }
+
+    async fn list_end_users(
+        &self,
+        agent: AgentId,
+        from: Option<EndUserId>,
+        limit: usize,
+    ) -> Result<Vec<EndUser>, StoreError> {
+        self.read(move |conn| end_users::list(conn, agent, from, limit))
+            .await
+    }
+
+    async fn update_end_user(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+        mutation: Mutation,
+    ) -> Result<Option<Updated>, StoreError> {
+        self.write(move |conn| end_users::update(conn, agent, id, mutation))
+            .await
+    }
+
+    async fn delete_end_user(&self, agent: AgentId, id: EndUserId) -> Result<bool, StoreError> {
+        self.write(move |conn| end_users::delete(conn, agent, id))
+            .await
+    }
+
+    async fn close(&self) {
+        let _ = self.writes.send(Message::Stop);
+        for _ in 0..self.reader_count {
+            let _ = self.reads.send(ReadMessage::Stop);
+        }
+        let threads = match self.threads.lock() {
+            Ok(mut guard) => std::mem::take(&mut *guard),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,135 @@
+//! The single writer thread and its group commit.
+//!
+//! SQLite allows one writer at a time, and with `synchronous=FULL` every
+//! commit waits for the disk. So one thread owns the write connection,
+//! takes every write queued at the moment, runs each inside its own
+//! savepoint (a failing write undoes only itself), commits them all in one
+//! transaction, and only then answers each caller. Under load many writes
+//! share one fsync; alone, a write commits at once.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+
+/// How many queued writes one transaction takes at most.
+const MAX_BATCH: usize = 512;
+
+pub(crate) enum Message {
+    Job(Box<dyn WriteJob>),
+    Stop,
+}
+
+pub(crate) trait WriteJob: Send {
+    /// Does the work inside the job's savepoint; `true` keeps its changes.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the transaction's fate is known.
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+pub(crate) struct Job<T, F> {
+    work: Option<F>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job<T, F> {
+    pub(crate) fn new(work: F, reply: oneshot::Sender<Result<T, StoreError>>) -> Self {
+        Self {
+            work: Some(work),
+            outcome: None,
+            reply,
+        }
+    }
+}
+
+impl<T, F> WriteJob for Job<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let outcome = match self.work.take() {
+            Some(work) => catch_unwind(AssertUnwindSafe(|| work(conn)))
+                .unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into()))),
+            None => Err(StoreError::Backend("a write ran twice".into())),
+        };
+        let keep = outcome.is_ok();
+        self.outcome = Some(outcome);
+        keep
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let answer = match (self.outcome, commit) {
+            (Some(Err(own)), _) => Err(own),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (Some(Ok(_)), Err(commit)) => {
+                Err(StoreError::Backend(format!("commit failed: {commit}")))
+            }
+            (None, _) => Err(StoreError::Backend("a write never ran".into())),
+        };
+        // The caller may have gone away (client disconnected); the write
+        // stands regardless.
+        let _ = self.reply.send(answer);
+    }
+}
+
+pub(crate) fn run(mut conn: Connection, queue: flume::Receiver<Message>) {
+    let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
+    let mut stopping = false;
+    while !stopping {
+        match queue.recv() {
+            Ok(Message::Job(job)) => batch.push(job),
+            Ok(Message::Stop) | Err(_) => break,
+        }
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(Message::Job(job)) => batch.push(job),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let commit = commit_batch(&mut conn, &mut batch);
+        for job in batch.drain(..) {
+            job.finish(commit.as_ref().map(|_| ()));
+        }
+    }
+    // Writes queued behind the stop signal are refused, not dropped silently.
+    while let Ok(message) = queue.try_recv() {
+        if let Message::Job(job) = message {
+            job.finish(Err(&StoreError::Closed));
+        }
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    for job in batch.iter_mut() {
+        let step = conn
+            .execute_batch("SAVEPOINT job")
+            .map_err(StoreError::from)
+            .and_then(|()| {
+                let sql = if job.run(conn) {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
+                conn.execute_batch(sql).map_err(StoreError::from)
+            });
+        if let Err(err) = step {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err);
+        }
+    }
+    if let Err(err) = conn.execute_batch("COMMIT") {
+        tracing::error!(error = %err, "commit failed; rolling the batch back");
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(err.into());
+    }
+    Ok(())
+}
