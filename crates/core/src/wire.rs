@@ -1,7 +1,10 @@
 //! Request bodies as they arrive, before any rule is checked. Parsing them
 //! into domain types ([`crate::changes`]) is where the rules live.
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny};
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, Visitor};
 use serde_json::{Map, Value};
 
 /// One field of a JSON Merge Patch (RFC 7386): left out, set to `null`, or
@@ -32,8 +35,61 @@ impl<T> Patch<T> {
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Only called when the field is present, so `None` here means `null`.
-        Ok(Option::<T>::deserialize(deserializer)?.map_or(Self::Null, Self::Value))
+        struct PatchVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for PatchVisitor<T> {
+            type Value = Patch<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value or null")
+            }
+
+            // Only called when the field is present, so "none" means `null`.
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Patch::Null)
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Patch::Null)
+            }
+
+            fn visit_some<D: Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<Self::Value, D::Error> {
+                T::deserialize(ObjectsAsMaps(deserializer)).map(Patch::Value)
+            }
+        }
+
+        deserializer.deserialize_option(PatchVisitor(PhantomData))
+    }
+}
+
+/// Wraps a deserializer so that a struct can only be read from a JSON
+/// object. Derived `Deserialize` impls also accept an array of the fields
+/// in order (`["Maria", "Santos"]` as a profile), which no client means.
+pub struct ObjectsAsMaps<D>(pub D);
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsAsMaps<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_any(visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
     }
 }
 

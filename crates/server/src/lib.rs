@@ -1,1 +1,106 @@
+//! The endusers HTTP server: the End Users API v2 over a [`Store`].
 
+pub mod api;
+pub mod auth;
+mod body;
+pub mod error;
+mod pagination;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::Uri;
+use endusers_core::{Clock, EndUserId, IdGenerator, ProfilePolicy, Timestamp};
+use endusers_store::Store;
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::error::{ApiError, ensure_envelope};
+
+/// Settings the HTTP layer needs; the binary builds them from its config.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Request bodies above this many bytes are refused with 413 unread.
+    pub max_body_bytes: usize,
+    pub policy: ProfilePolicy,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4096,
+            policy: ProfilePolicy::default(),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<ServerConfig>,
+    ids: Arc<IdGenerator>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: ServerConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config: Arc::new(config),
+            ids: Arc::new(IdGenerator::new()),
+        }
+    }
+
+    pub fn new_end_user_id(&self, now: Timestamp) -> EndUserId {
+        self.ids.next(now, rand::rng().next_u64())
+    }
+}
+
+/// The whole application: routes, the error envelope on every failure,
+/// and a fallback 404 for unknown paths.
+pub fn app(state: AppState) -> Router {
+    api::router()
+        .fallback(|| async { ApiError::NotFound("no such path") })
+        .layer(axum::middleware::map_response(ensure_envelope))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Every API path is served with and without a trailing slash: the slash
+/// is dropped before routing (Swagger UI's own paths keep theirs).
+fn without_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.len() > 1 && path.ends_with('/') && !path.starts_with("/api/docs") {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let rebuilt = match request.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(uri) = rebuilt.parse::<Uri>() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish
+/// and returns. The caller closes the store afterwards.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(state).map_request(without_trailing_slash);
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

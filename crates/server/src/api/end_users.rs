@@ -1,0 +1,238 @@
+//! `/api/v2/end-users`: create, read, merge-patch, list, look up, delete.
+//! Handlers only translate: parse the request, let the domain decide, let
+//! the store persist, render the answer.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use endusers_core::wire::{CreateEndUserRequest, UpdateEndUserRequest};
+use endusers_core::{EndUser, EndUserChanges, EndUserId, ExternalId};
+use endusers_store::{Created, Mutation};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::JsonBody;
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::pagination::{self, PageMeta};
+
+const NOT_FOUND: &str = "end user not found";
+const COLLECTION_PATH: &str = "/api/v2/end-users/";
+
+/// Ids that cannot have been made here name no user: 404, like unknown ones.
+fn parse_id(raw: &str) -> Result<EndUserId, ApiError> {
+    EndUserId::parse(raw).ok_or(ApiError::NotFound(NOT_FOUND))
+}
+
+/// Until the sensitive-metadata vault exists, secrets are refused rather
+/// than silently dropped.
+fn refuse_sensitive(changes: &EndUserChanges) -> Result<(), ApiError> {
+    match &changes.sensitive {
+        Some(_) => Err(ApiError::Invalid(
+            "profile.sensitive_metadata: is not supported by this server yet".to_owned(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Create an end user, or return the one that already has this `external_id`.
+#[utoipa::path(
+    post, path = "/v2/end-users", tag = "end-users",
+    request_body(content = CreateEndUserRequest, description = "Optional: an empty body creates a blank user."),
+    responses(
+        (status = 201, description = "Created", body = EndUser),
+        (status = 200, description = "A user already had this external_id; it is returned unchanged", body = EndUser),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<CreateEndUserRequest>,
+) -> Result<Response, ApiError> {
+    let changes = EndUserChanges::from_create(request)?;
+    refuse_sensitive(&changes)?;
+    let now = state.clock.now();
+    let user = EndUser::create(
+        caller.agent,
+        state.new_end_user_id(now),
+        &changes,
+        now,
+        &state.config.policy,
+    )?;
+    Ok(match state.store.create_end_user(user).await? {
+        Created::New(user) => (StatusCode::CREATED, Json(user)).into_response(),
+        Created::Existing(user) => (StatusCode::OK, Json(user)).into_response(),
+    })
+}
+
+/// Get one end user.
+#[utoipa::path(
+    get, path = "/v2/end-users/{end_user_id}", tag = "end-users",
+    params(("end_user_id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, body = EndUser),
+        (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<EndUser>, ApiError> {
+    let id = parse_id(&id)?;
+    let user = state.store.get_end_user(caller.agent, id).await?;
+    user.map(Json).ok_or(ApiError::NotFound(NOT_FOUND))
+}
+
+/// Update an end user with a JSON Merge Patch of its profile.
+#[utoipa::path(
+    patch, path = "/v2/end-users/{end_user_id}", tag = "end-users",
+    params(("end_user_id" = String, Path, description = "The user's id")),
+    request_body(content = UpdateEndUserRequest),
+    responses(
+        (status = 200, description = "The whole user after the change", body = EndUser),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "The external_id belongs to another user", body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<UpdateEndUserRequest>,
+) -> Result<Json<EndUser>, ApiError> {
+    let id = parse_id(&id)?;
+    let changes = EndUserChanges::from_update(request)?;
+    refuse_sensitive(&changes)?;
+    let now = state.clock.now();
+    let policy = Arc::clone(&state.config);
+    let mutation: Mutation =
+        Box::new(move |user: &mut EndUser| user.apply(&changes, now, &policy.policy));
+    let updated = state
+        .store
+        .update_end_user(caller.agent, id, mutation)
+        .await?;
+    updated
+        .map(|u| Json(u.user))
+        .ok_or(ApiError::NotFound(NOT_FOUND))
+}
+
+/// Delete an end user (an extension to Ada's API).
+#[utoipa::path(
+    delete, path = "/v2/end-users/{end_user_id}", tag = "end-users",
+    params(("end_user_id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    if state.store.delete_end_user(caller.agent, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(NOT_FOUND))
+    }
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Look up the one user with this external id (no paging then).
+    external_id: Option<String>,
+    /// The id of the first user of the page, from `next_page_url`.
+    cursor: Option<String>,
+    /// Users per page, 1 to 100 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndUserPage {
+    pub data: Vec<EndUser>,
+    pub meta: PageMeta,
+}
+
+/// A page of users, or the single user an `external_id` names.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ListEndUsersResponse {
+    Page(EndUserPage),
+    Single(Box<EndUser>),
+}
+
+/// List end users in creation order, or look one up by `external_id`.
+#[utoipa::path(
+    get, path = "/v2/end-users", tag = "end-users",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of users, or with external_id the one user", body = ListEndUsersResponse),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, description = "No user has this external_id", body = ErrorEnvelope),
+    ),
+    security(("bearerAuth" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ListEndUsersResponse>, ApiError> {
+    let query: ListQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
+        .map_err(|e| ApiError::Invalid(format!("query: {e}")))?;
+    if let Some(raw) = query.external_id {
+        if query.cursor.is_some() || query.limit.is_some() {
+            return Err(ApiError::Invalid(
+                "external_id: cannot be combined with cursor or limit".to_owned(),
+            ));
+        }
+        let external_id = ExternalId::parse(&raw).map_err(|e| e.at("external_id"))?;
+        let user = state
+            .store
+            .find_end_user_by_external_id(caller.agent, &external_id)
+            .await?;
+        let user = user.ok_or(ApiError::NotFound("no end user has this external_id"))?;
+        return Ok(Json(ListEndUsersResponse::Single(Box::new(user))));
+    }
+    let limit = pagination::parse_limit(query.limit.as_deref())?;
+    let from = match query.cursor.as_deref() {
+        None => None,
+        Some(raw) => Some(EndUserId::parse(raw).ok_or_else(|| {
+            ApiError::Invalid("cursor: must be an end_user_id from a next_page_url".to_owned())
+        })?),
+    };
+    // One extra row tells whether there is a next page and where it starts.
+    let mut data = state
+        .store
+        .list_end_users(caller.agent, from, limit + 1)
+        .await?;
+    let next_page_url = if data.len() > limit {
+        let next = data.split_off(limit);
+        next.first().map(|u| {
+            pagination::next_page_url(&headers, COLLECTION_PATH, &u.end_user_id.to_string(), limit)
+        })
+    } else {
+        None
+    };
+    Ok(Json(ListEndUsersResponse::Page(EndUserPage {
+        data,
+        meta: PageMeta { next_page_url },
+    })))
+}

@@ -1,0 +1,69 @@
+//! The HTTP surface: every route, its OpenAPI description, and Swagger UI.
+//! Routes and their documentation come from the same annotated handlers,
+//! so the published document cannot drift from what is served.
+
+pub mod end_users;
+pub mod health;
+
+use axum::Router;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "endusers",
+        description = "End-user profiles for a customer-support AI agent, wire-compatible with Ada's End Users API v2.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "end-users", description = "End-user profiles"),
+        (name = "operations", description = "Health and readiness"),
+    ),
+    components(schemas(crate::error::ErrorEnvelope))
+)]
+struct ApiDoc;
+
+/// Declares the `bearerAuth` scheme, so Swagger UI's "Authorize" takes a key.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+fn documented_routes() -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(end_users::create, end_users::list))
+        .routes(routes!(
+            end_users::get,
+            end_users::update,
+            end_users::delete
+        ));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api", api)
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+}
+
+/// The OpenAPI document the server publishes at `/api/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().split_for_parts().1
+}
+
+/// Every route, plus `/api/openapi.json` and Swagger UI at `/api/docs`.
+pub fn router() -> Router<AppState> {
+    let (router, openapi) = documented_routes().split_for_parts();
+    router.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+}

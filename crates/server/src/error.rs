@@ -1,0 +1,172 @@
+//! The one place where failures become HTTP answers. Every non-2xx answer,
+//! including the router's own 404/405 and the body limit's 413, leaves in
+//! the contract's envelope:
+//! `{"errors":[{"type":"…","message":"…","details":null}]}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use endusers_core::FieldError;
+use endusers_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// Validation, malformed JSON, unknown fields, bad query parameters.
+    Invalid(String),
+    Unauthorized(&'static str),
+    NotFound(&'static str),
+    MethodNotAllowed,
+    Conflict(String),
+    PayloadTooLarge(usize),
+    UnsupportedMediaType,
+    /// The server cannot serve right now (readiness, shutdown).
+    Unavailable(&'static str),
+    /// Details go to the log, never to the client.
+    Internal,
+}
+
+/// The error body of every non-2xx answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub errors: Vec<ErrorItem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorItem {
+    /// One of `invalid_request`, `unauthorized`, `not_found`,
+    /// `method_not_allowed`, `conflict`, `payload_too_large`,
+    /// `unsupported_media_type`, `rate_limited`, `internal_error`.
+    #[serde(rename = "type")]
+    #[schema(example = "invalid_request")]
+    pub kind: &'static str,
+    /// Names the offending field by its JSON path.
+    #[schema(example = "profile.metadata.plan: values must be a string, integer or boolean")]
+    pub message: String,
+    pub details: Option<String>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid_request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::Invalid(message) | Self::Conflict(message) => message.clone(),
+            Self::Unauthorized(message) | Self::NotFound(message) | Self::Unavailable(message) => {
+                (*message).to_owned()
+            }
+            Self::MethodNotAllowed => "this method is not allowed on this path".to_owned(),
+            Self::PayloadTooLarge(limit) => {
+                format!("the request body must be at most {limit} bytes")
+            }
+            Self::UnsupportedMediaType => {
+                "the request body must be JSON (Content-Type: application/json)".to_owned()
+            }
+            Self::Internal => "the server failed to handle this request".to_owned(),
+        }
+    }
+
+    /// The envelope for an answer some other layer already chose the status of.
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::BAD_REQUEST => Self::Invalid("the request is not valid".to_owned()),
+            StatusCode::UNAUTHORIZED => Self::Unauthorized("a valid API key is required"),
+            StatusCode::NOT_FOUND => Self::NotFound("no such resource"),
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::CONFLICT => {
+                Self::Conflict("the request conflicts with the current state".to_owned())
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(0),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable("the server is not available"),
+            _ => Self::Internal,
+        }
+    }
+
+    pub fn envelope(&self) -> ErrorEnvelope {
+        ErrorEnvelope {
+            errors: vec![ErrorItem {
+                kind: self.kind(),
+                message: self.message(),
+                details: None,
+            }],
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(self.envelope())).into_response()
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(err: FieldError) -> Self {
+        Self::Invalid(err.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Invalid(field) => field.into(),
+            StoreError::Conflict(what) => {
+                Self::Conflict(format!("{what}: already belongs to another end user"))
+            }
+            StoreError::Closed => Self::Unavailable("the server is shutting down"),
+            StoreError::Config(_) | StoreError::Backend(_) => {
+                tracing::error!(error = %err, "storage failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+/// Gives every error answer that left some layer without a JSON body (the
+/// router's 404/405, a 413 from a limit) the envelope, keeping its status
+/// and headers such as `Allow`.
+pub async fn ensure_envelope(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let body = serde_json::to_vec(&ApiError::for_status(status).envelope()).unwrap_or_default();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}

@@ -1,0 +1,93 @@
+//! Cursor pagination as the API does it: `limit` 1..=100 (default 100),
+//! `cursor` = the id of the first record of the page, and an absolute
+//! `next_page_url` built from the host the client used, `null` at the end.
+
+use axum::http::{HeaderMap, header};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 100;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageMeta {
+    /// The next page, or `null` when this page is the last.
+    #[schema(
+        example = "https://api.example.com/api/v2/end-users/?cursor=67a8b2c1d3f4e5a6b7c8d9e0&limit=100"
+    )]
+    pub next_page_url: Option<String>,
+}
+
+/// Reads `limit`.
+pub fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    match raw.parse::<usize>() {
+        Ok(limit @ 1..=MAX_LIMIT) => Ok(limit),
+        _ => Err(ApiError::Invalid(format!(
+            "limit: must be an integer from 1 to {MAX_LIMIT}"
+        ))),
+    }
+}
+
+/// The absolute URL of the page starting at `cursor`.
+pub fn next_page_url(headers: &HeaderMap, path: &str, cursor: &str, limit: usize) -> String {
+    format!("{}?cursor={cursor}&limit={limit}", origin(headers) + path)
+}
+
+/// `scheme://host[:port]` as the client addressed us. The scheme honours
+/// `X-Forwarded-Proto` from a TLS-terminating proxy.
+fn origin(headers: &HeaderMap) -> String {
+    let scheme = match headers.get("x-forwarded-proto").map(|v| v.as_bytes()) {
+        Some(b"https") => "https",
+        _ => "http",
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                })
+        })
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn limits() {
+        assert_eq!(parse_limit(None).ok(), Some(100));
+        assert_eq!(parse_limit(Some("7")).ok(), Some(7));
+        for bad in ["0", "101", "-1", "x", ""] {
+            assert!(parse_limit(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn next_url_uses_the_clients_host_and_scheme() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("api.example.com:8443"),
+        );
+        assert_eq!(
+            next_page_url(&headers, "/api/v2/end-users/", "abc", 7),
+            "http://api.example.com:8443/api/v2/end-users/?cursor=abc&limit=7"
+        );
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        headers.insert(header::HOST, HeaderValue::from_static("evil.com/path?"));
+        assert_eq!(
+            next_page_url(&headers, "/p/", "c", 1),
+            "https://localhost/p/?cursor=c&limit=1"
+        );
+    }
+}
