@@ -1,0 +1,86 @@
+//! `endusers serve`: run the API until a signal, then stop cleanly.
+
+use std::sync::Arc;
+
+use endusers_core::SystemClock;
+use endusers_server::AppState;
+use tokio::sync::Notify;
+
+use super::{CommandResult, open_store};
+use crate::config::Settings;
+
+pub async fn run(settings: Settings) -> CommandResult {
+    init_logging(&settings.log)?;
+    let store = open_store(&settings).await?;
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            store.close().await;
+            return Err(format!("cannot listen on {}: {err}", settings.listen));
+        }
+    };
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%address, database = %settings.database_url, "listening on {address}");
+
+    let state = AppState::new(
+        Arc::clone(&store),
+        Arc::new(SystemClock),
+        settings.server_config(),
+    );
+    let stopping = Arc::new(Notify::new());
+    let signal = {
+        let stopping = Arc::clone(&stopping);
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            stopping.notify_waiters();
+        }
+    };
+    let server = endusers_server::serve(listener, state, signal);
+    let grace = settings.shutdown_grace;
+    let outcome = tokio::select! {
+        served = server => served.map_err(|e| format!("the server failed: {e}")),
+        () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "requests were still in flight when the shutdown grace ran out");
+            Ok(())
+        }
+    };
+    // Queued writes are committed before the store closes.
+    store.close().await;
+    tracing::info!("stopped");
+    outcome
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+fn init_logging(filter: &str) -> CommandResult {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| format!("log filter {filter:?}: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init()
+        .map_err(|e| e.to_string())
+}

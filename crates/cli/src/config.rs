@@ -1,0 +1,187 @@
+//! Configuration: defaults, then the TOML file given by `--config`, then
+//! `ENDUSERS_<KEY>` environment variables, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use endusers_core::{ProfilePolicy, VolatileKeys};
+use endusers_server::ServerConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address and port the API listens on.
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (relative or absolute).
+    pub database_url: String,
+    /// Request bodies above this many bytes are refused with 413.
+    pub max_body_bytes: usize,
+    /// Serialized `profile.metadata` above this many bytes is refused with 400.
+    pub max_metadata_bytes: usize,
+    /// Metadata keys whose changes emit no `v1.end_user.updated`; a trailing
+    /// `*` makes a prefix. A list, or one comma-separated string.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub volatile_metadata_keys: Vec<String>,
+    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[serde(with = "humantime_duration")]
+    pub shutdown_grace: Duration,
+    /// Log filter, in `tracing` env-filter syntax (`info`, `endusers=debug`).
+    pub log: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://./data/endusers.db".to_owned(),
+            max_body_bytes: 4096,
+            max_metadata_bytes: 10_240,
+            volatile_metadata_keys: VolatileKeys::DEFAULT
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+            shutdown_grace: Duration::from_secs(30),
+            log: "info".to_owned(),
+        }
+    }
+}
+
+/// Values given as flags; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Settings {
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(Box::new(figment::Error::from(format!(
+                    "config file {} does not exist",
+                    file.display()
+                ))));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("ENDUSERS_").ignore(&["config"]))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            max_body_bytes: self.max_body_bytes,
+            policy: ProfilePolicy {
+                max_metadata_bytes: self.max_metadata_bytes,
+                volatile_keys: VolatileKeys::new(&self.volatile_metadata_keys),
+            },
+        }
+    }
+}
+
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCsv {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match ListOrCsv::deserialize(deserializer)? {
+        ListOrCsv::List(list) => list,
+        ListOrCsv::Csv(csv) => csv
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// Durations as humantime text: `2s`, `15m`, `24h`, `7d`.
+mod humantime_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(*duration))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("{e} (use a duration such as 2s, 15m, 24h or 7d)"))
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's test Jail returns its own error type
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn flags_beat_env_beat_file_beat_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "endusers.toml",
+                r#"
+                    listen = "127.0.0.1:9001"
+                    database_url = "sqlite://file.db"
+                    max_body_bytes = 1000
+                    shutdown_grace = "2m"
+                "#,
+            )?;
+            jail.set_env("ENDUSERS_DATABASE_URL", "sqlite://env.db");
+            jail.set_env("ENDUSERS_MAX_BODY_BYTES", "2000");
+            let flags = FlagOverrides {
+                database_url: Some("sqlite://flag.db".into()),
+                ..FlagOverrides::default()
+            };
+            let settings =
+                Settings::load(Some(Path::new("endusers.toml")), &flags).map_err(|e| *e)?;
+            assert_eq!(settings.listen.port(), 9001, "file beats default");
+            assert_eq!(settings.max_body_bytes, 2000, "env beats file");
+            assert_eq!(settings.database_url, "sqlite://flag.db", "flag beats env");
+            assert_eq!(settings.shutdown_grace, Duration::from_secs(120));
+            assert_eq!(settings.max_metadata_bytes, 10_240, "default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "shutdown_grace = \"soon\"")?;
+            let err =
+                Settings::load(Some(Path::new("bad.toml")), &FlagOverrides::default()).unwrap_err();
+            assert!(err.to_string().contains("shutdown_grace"), "{err}");
+            jail.create_file("typo.toml", "listne = \"127.0.0.1:1\"")?;
+            let err = Settings::load(Some(Path::new("typo.toml")), &FlagOverrides::default())
+                .unwrap_err();
+            assert!(err.to_string().contains("listne"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn volatile_keys_take_a_comma_separated_env_value() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ENDUSERS_VOLATILE_METADATA_KEYS", "seen_at, tmp_*");
+            let settings = Settings::load(None, &FlagOverrides::default()).map_err(|e| *e)?;
+            assert_eq!(settings.volatile_metadata_keys, ["seen_at", "tmp_*"]);
+            Ok(())
+        });
+    }
+}
