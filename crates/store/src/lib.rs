@@ -17,7 +17,10 @@ use endusers_core::{
 };
 
 pub use error::StoreError;
-pub use model::{Agent, ApiKeyRecord, Created, NewApiKey, Updated};
+pub use model::{
+    Agent, ApiKeyRecord, Created, NewApiKey, OwnedSealedValue, SealedValue, SensitiveChange,
+    Updated,
+};
 
 /// A change to one stored user, computed by domain code inside the write
 /// transaction so that read, change and write are one atomic step.
@@ -40,9 +43,14 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a key revoked; `false` when no active key has this id.
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool, StoreError>;
 
-    /// Stores a new user, unless its `external_id` already belongs to a user
-    /// of the same agent: then that user is returned untouched.
-    async fn create_end_user(&self, user: EndUser) -> Result<Created, StoreError>;
+    /// Stores a new user and its sensitive values in one transaction,
+    /// unless its `external_id` already belongs to a user of the same agent:
+    /// then that user is returned untouched and nothing is written.
+    async fn create_end_user(
+        &self,
+        user: EndUser,
+        sensitive: Vec<SensitiveChange>,
+    ) -> Result<Created, StoreError>;
     async fn get_end_user(
         &self,
         agent: AgentId,
@@ -61,16 +69,47 @@ pub trait Store: Send + Sync + 'static {
         from: Option<EndUserId>,
         limit: usize,
     ) -> Result<Vec<EndUser>, StoreError>;
-    /// Applies `mutation` to the stored user atomically. `Ok(None)` when the
-    /// agent has no such user; `Conflict` when the new `external_id` is taken.
+    /// Applies `mutation` to the stored user and the sensitive changes in
+    /// one transaction. `Ok(None)` when the agent has no such user;
+    /// `Conflict` when the new `external_id` is taken.
     async fn update_end_user(
         &self,
         agent: AgentId,
         id: EndUserId,
         mutation: Mutation,
+        sensitive: Vec<SensitiveChange>,
     ) -> Result<Option<Updated>, StoreError>;
-    /// Erases the user; `false` when the agent has no such user.
+    /// Erases the user and its sensitive values; `false` when the agent has
+    /// no such user.
     async fn delete_end_user(&self, agent: AgentId, id: EndUserId) -> Result<bool, StoreError>;
+
+    /// The user's sensitive values that have not expired at `now`.
+    async fn live_sensitive_values(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+        now: Timestamp,
+    ) -> Result<Vec<SealedValue>, StoreError>;
+    /// Deletes at most `limit` values expired at `now`; returns how many.
+    async fn delete_expired_sensitive_values(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<usize, StoreError>;
+    /// At most `limit` values sealed under a key other than `active_key_id`.
+    async fn sensitive_values_under_other_keys(
+        &self,
+        active_key_id: &str,
+        limit: usize,
+    ) -> Result<Vec<OwnedSealedValue>, StoreError>;
+    /// Stores re-sealed values in place of old ones that were not rewritten
+    /// meanwhile; returns how many were replaced.
+    async fn replace_sealed_values(
+        &self,
+        replacements: Vec<(OwnedSealedValue, SealedValue)>,
+    ) -> Result<usize, StoreError>;
+    /// How many values each master key id seals.
+    async fn count_sensitive_values_by_key(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Finishes queued writes and releases the backend. Calls made after
     /// it answer [`StoreError::Closed`].

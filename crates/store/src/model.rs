@@ -1,4 +1,4 @@
-use endusers_core::{AgentHandle, AgentId, Change, EndUser, Timestamp};
+use endusers_core::{AgentHandle, AgentId, Change, EndUser, EndUserId, SensitiveKey, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {
@@ -43,4 +43,40 @@ pub enum Created {
 pub struct Updated {
     pub user: EndUser,
     pub change: Change,
+}
+
+/// One encrypted sensitive value as stored. The store never sees plaintext.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    pub name: SensitiveKey,
+    /// Which master key sealed it.
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for SealedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedValue")
+            .field("name", &self.name)
+            .field("key_id", &self.key_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one request does to a user's sensitive values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SensitiveChange {
+    Set(SealedValue),
+    Remove(SensitiveKey),
+}
+
+/// A stored value with the user it belongs to, for re-encryption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedSealedValue {
+    pub agent_id: AgentId,
+    pub end_user_id: EndUserId,
+    pub value: SealedValue,
 }

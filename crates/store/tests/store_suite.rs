@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
+use endusers_core::SensitiveKey;
 use endusers_core::wire::{CreateEndUserRequest, UpdateEndUserRequest};
 use endusers_core::{
     AgentHandle, AgentId, EndUser, EndUserChanges, EndUserId, ExternalId, FieldError, IdGenerator,
     ProfilePolicy, Timestamp,
 };
-use endusers_store::{Created, Store, StoreError};
+use endusers_store::{Created, SealedValue, SensitiveChange, Store, StoreError};
 use serde_json::{Value, json};
 
 const NOW: Timestamp = Timestamp::from_micros(1_795_773_600_000_000);
@@ -49,7 +50,7 @@ impl Fixture {
     async fn create(&self, agent: AgentId, body: Value) -> EndUser {
         match self
             .store
-            .create_end_user(self.user(agent, body))
+            .create_end_user(self.user(agent, body), Vec::new())
             .await
             .unwrap()
         {
@@ -118,7 +119,12 @@ async fn users_round_trip_and_stay_within_their_agent(f: Fixture) {
     );
     assert!(
         f.store
-            .update_end_user(b, user.end_user_id, patch(json!({"profile": {}})))
+            .update_end_user(
+                b,
+                user.end_user_id,
+                patch(json!({"profile": {}})),
+                Vec::new()
+            )
             .await
             .unwrap()
             .is_none()
@@ -139,10 +145,13 @@ async fn an_existing_external_id_returns_the_existing_user_unchanged(f: Fixture)
         .await;
     let again = f
         .store
-        .create_end_user(f.user(
-            a,
-            json!({"external_id": "x", "profile": {"first_name": "Two"}}),
-        ))
+        .create_end_user(
+            f.user(
+                a,
+                json!({"external_id": "x", "profile": {"first_name": "Two"}}),
+            ),
+            Vec::new(),
+        )
         .await;
     assert_eq!(again.unwrap(), Created::Existing(first));
 }
@@ -157,6 +166,7 @@ async fn update_conflicts_on_a_taken_external_id_and_changes_nothing(f: Fixture)
             a,
             two.end_user_id,
             patch(json!({"external_id": "ONE", "profile": {"first_name": "x"}})),
+            Vec::new(),
         )
         .await
         .unwrap_err();
@@ -183,7 +193,7 @@ async fn a_failing_mutation_changes_nothing(f: Fixture) {
     });
     let err = f
         .store
-        .update_end_user(a, user.end_user_id, failing)
+        .update_end_user(a, user.end_user_id, failing, Vec::new())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)));
@@ -270,6 +280,208 @@ async fn keys_are_found_listed_and_revoked(f: Fixture) {
     assert_eq!(f.store.list_api_keys().await.unwrap().len(), 1);
 }
 
+fn sealed(name: &str, key_id: &str, byte: u8, expires_at: Timestamp) -> SealedValue {
+    SealedValue {
+        name: SensitiveKey::parse(name).unwrap(),
+        key_id: key_id.to_owned(),
+        nonce: vec![byte; 24],
+        ciphertext: vec![byte; 40],
+        expires_at,
+    }
+}
+
+fn names(values: &[SealedValue]) -> Vec<&str> {
+    values.iter().map(|v| v.name.as_str()).collect()
+}
+
+async fn sensitive_values_are_written_with_the_user_and_expire(f: Fixture) {
+    let a = f.default_agent().await;
+    let later = NOW.saturating_add(std::time::Duration::from_secs(3600));
+    let user = match f
+        .store
+        .create_end_user(
+            f.user(a, json!({})),
+            vec![
+                SensitiveChange::Set(sealed("token", "k1", 1, later)),
+                SensitiveChange::Set(sealed("soon", "k1", 2, NOW)),
+            ],
+        )
+        .await
+        .unwrap()
+    {
+        Created::New(user) => user,
+        Created::Existing(_) => panic!("a new user"),
+    };
+    let id = user.end_user_id;
+    // Expired values are never served, even before the sweeper runs.
+    let live = f.store.live_sensitive_values(a, id, NOW).await.unwrap();
+    assert_eq!(names(&live), ["token"]);
+    assert_eq!(live[0], sealed("token", "k1", 1, later));
+    // Another agent sees nothing of them.
+    let b = f
+        .store
+        .create_agent(AgentHandle::parse("other").unwrap(), NOW)
+        .await
+        .unwrap()
+        .id;
+    assert!(
+        f.store
+            .live_sensitive_values(b, id, NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A patch sets and removes values in the same transaction as the user.
+    let changes = vec![
+        SensitiveChange::Remove(SensitiveKey::parse("token").unwrap()),
+        SensitiveChange::Set(sealed("session", "k1", 3, later)),
+    ];
+    f.store
+        .update_end_user(a, id, patch(json!({"profile": {}})), changes)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        names(&f.store.live_sensitive_values(a, id, NOW).await.unwrap()),
+        ["session"]
+    );
+
+    // A refused mutation writes no sensitive value either.
+    let failing: endusers_store::Mutation =
+        Box::new(|_: &mut EndUser| Err(FieldError::at_path("profile", "no")));
+    let refused = vec![SensitiveChange::Set(sealed("other", "k1", 4, later))];
+    assert!(
+        f.store
+            .update_end_user(a, id, failing, refused)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        names(&f.store.live_sensitive_values(a, id, NOW).await.unwrap()),
+        ["session"]
+    );
+
+    // The sweeper deletes expired rows in bounded batches.
+    assert_eq!(
+        f.store
+            .delete_expired_sensitive_values(NOW, 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        f.store
+            .delete_expired_sensitive_values(later, 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        f.store.count_sensitive_values_by_key().await.unwrap(),
+        Vec::<(String, u64)>::new()
+    );
+}
+
+async fn an_existing_external_id_stores_no_sensitive_values(f: Fixture) {
+    let a = f.default_agent().await;
+    let later = NOW.saturating_add(std::time::Duration::from_secs(60));
+    let first = f.create(a, json!({"external_id": "dup"})).await;
+    let again = f
+        .store
+        .create_end_user(
+            f.user(a, json!({"external_id": "dup"})),
+            vec![SensitiveChange::Set(sealed("t", "k1", 1, later))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Created::Existing(first.clone()));
+    assert!(
+        f.store
+            .live_sensitive_values(a, first.end_user_id, NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn deleting_a_user_deletes_its_sensitive_values(f: Fixture) {
+    let a = f.default_agent().await;
+    let later = NOW.saturating_add(std::time::Duration::from_secs(60));
+    let user = f.create(a, json!({})).await;
+    let set = vec![SensitiveChange::Set(sealed("t", "k1", 1, later))];
+    f.store
+        .update_end_user(a, user.end_user_id, patch(json!({"profile": {}})), set)
+        .await
+        .unwrap();
+    assert!(f.store.delete_end_user(a, user.end_user_id).await.unwrap());
+    assert!(
+        f.store
+            .live_sensitive_values(a, user.end_user_id, NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        f.store
+            .count_sensitive_values_by_key()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn resealing_replaces_only_values_not_rewritten_meanwhile(f: Fixture) {
+    let a = f.default_agent().await;
+    let later = NOW.saturating_add(std::time::Duration::from_secs(60));
+    let user = f.create(a, json!({})).await;
+    let id = user.end_user_id;
+    let set = vec![
+        SensitiveChange::Set(sealed("a", "old", 1, later)),
+        SensitiveChange::Set(sealed("b", "old", 2, later)),
+        SensitiveChange::Set(sealed("c", "new", 3, later)),
+    ];
+    f.store
+        .update_end_user(a, id, patch(json!({"profile": {}})), set)
+        .await
+        .unwrap();
+    let stale = f
+        .store
+        .sensitive_values_under_other_keys("new", 10)
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 2);
+    // "b" is rewritten by a request after the re-sealer read it.
+    let rewrite = vec![SensitiveChange::Set(sealed("b", "new", 9, later))];
+    f.store
+        .update_end_user(a, id, patch(json!({"profile": {}})), rewrite)
+        .await
+        .unwrap();
+    let replacements = stale
+        .into_iter()
+        .map(|old| {
+            let byte = old.value.nonce[0] + 100;
+            let new = sealed(old.value.name.as_str(), "new", byte, later);
+            (old, new)
+        })
+        .collect();
+    assert_eq!(
+        f.store.replace_sealed_values(replacements).await.unwrap(),
+        1
+    );
+    let live = f.store.live_sensitive_values(a, id, NOW).await.unwrap();
+    let nonces: Vec<u8> = live.iter().map(|v| v.nonce[0]).collect();
+    assert_eq!(
+        nonces,
+        [101, 9, 3],
+        "a re-sealed, b kept its newer write, c untouched"
+    );
+    assert_eq!(
+        f.store.count_sensitive_values_by_key().await.unwrap(),
+        vec![("new".to_owned(), 3)]
+    );
+}
+
 async fn closing_refuses_later_calls(f: Fixture) {
     f.store.close().await;
     assert!(matches!(f.store.ping().await, Err(StoreError::Closed)));
@@ -304,6 +516,10 @@ suite!(sqlite:
     concurrent_writes_all_land,
     keys_are_found_listed_and_revoked,
     closing_refuses_later_calls,
+    sensitive_values_are_written_with_the_user_and_expire,
+    an_existing_external_id_stores_no_sensitive_values,
+    deleting_a_user_deletes_its_sensitive_values,
+    resealing_replaces_only_values_not_rewritten_meanwhile,
 );
 
 #[tokio::test]

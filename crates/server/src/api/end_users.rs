@@ -66,7 +66,7 @@ pub async fn create(
         now,
         &state.config.policy,
     )?;
-    Ok(match state.store.create_end_user(user).await? {
+    Ok(match state.store.create_end_user(user, Vec::new()).await? {
         Created::New(user) => (StatusCode::CREATED, Json(user)).into_response(),
         Created::Existing(user) => (StatusCode::OK, Json(user)).into_response(),
     })

@@ -8,6 +8,7 @@
 mod end_users;
 mod keys;
 mod migrations;
+mod sensitive;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,10 @@ use endusers_core::{AgentHandle, AgentId, EndUser, EndUserId, ExternalId, Timest
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use crate::{Agent, ApiKeyRecord, Created, Mutation, NewApiKey, Store, StoreError, Updated};
+use crate::{
+    Agent, ApiKeyRecord, Created, Mutation, NewApiKey, OwnedSealedValue, SealedValue,
+    SensitiveChange, Store, StoreError, Updated,
+};
 use writer::{Job, Message};
 
 /// The file path a `sqlite://` URL names: `sqlite://./data/x.db` is the
@@ -204,8 +208,19 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_end_user(&self, user: EndUser) -> Result<Created, StoreError> {
-        self.write(move |conn| end_users::create(conn, user)).await
+    async fn create_end_user(
+        &self,
+        user: EndUser,
+        sensitive: Vec<SensitiveChange>,
+    ) -> Result<Created, StoreError> {
+        self.write(move |conn| {
+            let created = end_users::create(conn, user)?;
+            if let Created::New(user) = &created {
+                sensitive::apply(conn, user.agent_id, user.end_user_id, &sensitive)?;
+            }
+            Ok(created)
+        })
+        .await
     }
 
     async fn get_end_user(
@@ -241,14 +256,65 @@ impl Store for SqliteStore {
         agent: AgentId,
         id: EndUserId,
         mutation: Mutation,
+        sensitive: Vec<SensitiveChange>,
     ) -> Result<Option<Updated>, StoreError> {
-        self.write(move |conn| end_users::update(conn, agent, id, mutation))
-            .await
+        self.write(move |conn| {
+            let updated = end_users::update(conn, agent, id, mutation)?;
+            if updated.is_some() {
+                sensitive::apply(conn, agent, id, &sensitive)?;
+            }
+            Ok(updated)
+        })
+        .await
     }
 
     async fn delete_end_user(&self, agent: AgentId, id: EndUserId) -> Result<bool, StoreError> {
-        self.write(move |conn| end_users::delete(conn, agent, id))
+        self.write(move |conn| {
+            sensitive::delete_all(conn, agent, id)?;
+            end_users::delete(conn, agent, id)
+        })
+        .await
+    }
+
+    async fn live_sensitive_values(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+        now: Timestamp,
+    ) -> Result<Vec<SealedValue>, StoreError> {
+        self.read(move |conn| sensitive::live(conn, agent, id, now))
             .await
+    }
+
+    async fn delete_expired_sensitive_values(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.write(move |conn| sensitive::delete_expired(conn, now, limit))
+            .await
+    }
+
+    async fn sensitive_values_under_other_keys(
+        &self,
+        active_key_id: &str,
+        limit: usize,
+    ) -> Result<Vec<OwnedSealedValue>, StoreError> {
+        let active_key_id = active_key_id.to_owned();
+        self.read(move |conn| sensitive::sealed_under_other_keys(conn, &active_key_id, limit))
+            .await
+    }
+
+    async fn replace_sealed_values(
+        &self,
+        replacements: Vec<(OwnedSealedValue, SealedValue)>,
+    ) -> Result<usize, StoreError> {
+        self.write(move |conn| sensitive::replace_sealed(conn, &replacements))
+            .await
+    }
+
+    async fn count_sensitive_values_by_key(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(sensitive::count_by_key_id).await
     }
 
     async fn close(&self) {
