@@ -121,7 +121,7 @@ pub async fn update(
         Box::new(move |user: &mut EndUser| user.apply(&changes, now, &policy.policy));
     let updated = state
         .store
-        .update_end_user(caller.agent, id, mutation)
+        .update_end_user(caller.agent, id, mutation, Vec::new())
         .await?;
     updated
         .map(|u| Json(u.user))
