@@ -33,6 +33,26 @@ pub fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
+/// A query string the route's parameters do not accept, named by the
+/// offending parameter where serde says which one it is.
+pub fn query_error(serde_message: &str, accepted: &str) -> ApiError {
+    let named = |prefix: &str| {
+        serde_message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    if let Some(name) = named("unknown field `") {
+        return ApiError::Invalid(format!(
+            "{name}: is not a query parameter here (use {accepted})"
+        ));
+    }
+    if let Some(name) = named("duplicate field `") {
+        return ApiError::Invalid(format!("{name}: must be given at most once"));
+    }
+    ApiError::Invalid(format!("query: {serde_message}"))
+}
+
 /// The absolute URL of the page starting at `cursor`.
 pub fn next_page_url(headers: &HeaderMap, path: &str, cursor: &str, limit: usize) -> String {
     format!("{}?cursor={cursor}&limit={limit}", origin(headers) + path)
@@ -70,6 +90,23 @@ mod tests {
         for bad in ["0", "101", "-1", "x", ""] {
             assert!(parse_limit(Some(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let message = |e: ApiError| match e {
+            ApiError::Invalid(m) => m,
+            other => format!("{other:?}"),
+        };
+        let unknown = query_error("unknown field `page`, expected one of `cursor`", "cursor");
+        assert_eq!(
+            message(unknown),
+            "page: is not a query parameter here (use cursor)"
+        );
+        assert_eq!(
+            message(query_error("duplicate field `limit`", "x")),
+            "limit: must be given at most once"
+        );
     }
 
     #[test]

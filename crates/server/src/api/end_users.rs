@@ -196,7 +196,7 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Json<ListEndUsersResponse>, ApiError> {
     let query: ListQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
-        .map_err(|e| ApiError::Invalid(format!("query: {e}")))?;
+        .map_err(|e| pagination::query_error(&e.to_string(), "external_id, cursor or limit"))?;
     if let Some(raw) = query.external_id {
         if query.cursor.is_some() || query.limit.is_some() {
             return Err(ApiError::Invalid(

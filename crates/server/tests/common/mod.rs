@@ -389,7 +389,8 @@ fn parse_response(received: &[u8]) -> TestResponse {
             headers.append(name, value);
         }
     }
-    let chunked = header_value(&lines, "transfer-encoding").is_some_and(|te| te.contains("chunked"));
+    let chunked =
+        header_value(&lines, "transfer-encoding").is_some_and(|te| te.contains("chunked"));
     let body = if chunked {
         decode_chunked(body)
     } else {
