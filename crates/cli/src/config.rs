@@ -26,6 +26,21 @@ pub struct Settings {
     /// `*` makes a prefix. A list, or one comma-separated string.
     #[serde(deserialize_with = "list_or_csv")]
     pub volatile_metadata_keys: Vec<String>,
+    /// Standard base64 of 32 random bytes: the key sensitive values are
+    /// sealed with. Without it (SQLite only) a key file is made beside the
+    /// database on the first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<Secret>,
+    /// Former master keys, still able to open values sealed before a
+    /// rotation until the server has re-sealed them.
+    #[serde(default, deserialize_with = "secrets_list_or_csv")]
+    pub retired_master_keys: Vec<Secret>,
+    /// How long a sensitive value lives after it was written.
+    #[serde(with = "humantime_duration")]
+    pub sensitive_ttl: Duration,
+    /// How often expired values are swept and retired keys' values re-sealed.
+    #[serde(with = "humantime_duration")]
+    pub maintenance_interval: Duration,
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[serde(with = "humantime_duration")]
     pub shutdown_grace: Duration,
@@ -44,6 +59,10 @@ impl Default for Settings {
                 .iter()
                 .map(|k| (*k).to_owned())
                 .collect(),
+            master_key: None,
+            retired_master_keys: Vec::new(),
+            sensitive_ttl: Duration::from_secs(24 * 3600),
+            maintenance_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             log: "info".to_owned(),
         }
@@ -85,8 +104,33 @@ impl Settings {
                 max_metadata_bytes: self.max_metadata_bytes,
                 volatile_keys: VolatileKeys::new(&self.volatile_metadata_keys),
             },
+            maintenance_interval: self.maintenance_interval,
+            key_file: None,
         }
     }
+}
+
+/// A configuration value that is a secret: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn secrets_list_or_csv<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Secret>, D::Error> {
+    Ok(list_or_csv(deserializer)?.into_iter().map(Secret).collect())
 }
 
 fn list_or_csv<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {

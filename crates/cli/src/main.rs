@@ -47,7 +47,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::keys::KeysCommand,
     },
-    /// Print the effective configuration as TOML.
+    /// Manage the master keys that seal sensitive metadata.
+    MasterKey {
+        #[command(subcommand)]
+        command: commands::master_key::MasterKeyCommand,
+    },
+    /// Print the effective configuration as TOML (secrets redacted).
     Config,
     /// Print the OpenAPI document.
     Openapi,
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate(&settings).await,
             Command::Agents { command } => commands::agents::run(command, &settings).await,
             Command::Keys { command } => commands::keys::run(command, &settings).await,
+            Command::MasterKey { command } => commands::master_key::run(command, &settings).await,
             Command::Config => commands::print_config(&settings),
             Command::Openapi => commands::print_openapi(),
         }

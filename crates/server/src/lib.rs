@@ -4,10 +4,13 @@ pub mod api;
 pub mod auth;
 mod body;
 pub mod error;
+pub mod maintenance;
 mod pagination;
+pub mod vault;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
@@ -19,6 +22,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::error::{ApiError, ensure_envelope};
+use crate::vault::{KeyFile, Vault};
 
 /// Settings the HTTP layer needs; the binary builds them from its config.
 #[derive(Debug, Clone)]
@@ -26,6 +30,10 @@ pub struct ServerConfig {
     /// Request bodies above this many bytes are refused with 413 unread.
     pub max_body_bytes: usize,
     pub policy: ProfilePolicy,
+    /// How often background upkeep runs (see [`maintenance`]).
+    pub maintenance_interval: Duration,
+    /// The master-key file to watch for rotations, when keys live in one.
+    pub key_file: Option<KeyFile>,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +41,8 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 4096,
             policy: ProfilePolicy::default(),
+            maintenance_interval: Duration::from_secs(10),
+            key_file: None,
         }
     }
 }
@@ -43,15 +53,22 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
+    pub vault: Arc<Vault>,
     ids: Arc<IdGenerator>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: ServerConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: ServerConfig,
+        vault: Arc<Vault>,
+    ) -> Self {
         Self {
             store,
             clock,
             config: Arc::new(config),
+            vault,
             ids: Arc::new(IdGenerator::new()),
         }
     }

@@ -1,10 +1,12 @@
 pub mod agents;
 pub mod keys;
+pub mod master_key;
 pub mod serve;
 
 use std::sync::Arc;
 
 use endusers_core::{Clock, SystemClock};
+use endusers_server::vault::{KeyFile, Keyring, MasterKey};
 use endusers_store::Store;
 
 use crate::config::Settings;
@@ -16,6 +18,41 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, String> {
     endusers_store::open(&settings.database_url, SystemClock.now())
         .await
         .map_err(|e| format!("cannot open {}: {e}", settings.database_url))
+}
+
+/// The key file beside the SQLite database.
+pub fn key_file(settings: &Settings) -> Result<KeyFile, String> {
+    let path = endusers_store::sqlite::path_from_url(&settings.database_url)
+        .ok_or("master_key is required when the database is not SQLite")?;
+    Ok(KeyFile::beside(&path))
+}
+
+/// The master keys: from the configuration when `master_key` is set,
+/// otherwise from the key file beside the database, made on first use.
+/// The key file is returned so a server can notice rotations.
+pub fn load_keyring(settings: &Settings) -> Result<(Keyring, Option<KeyFile>), String> {
+    if let Some(active) = &settings.master_key {
+        let active =
+            MasterKey::parse_base64(active.expose()).map_err(|e| format!("master_key: {e}"))?;
+        let retired = settings
+            .retired_master_keys
+            .iter()
+            .map(|k| MasterKey::parse_base64(k.expose()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("retired_master_keys: {e}"))?;
+        return Ok((Keyring::new(active, retired), None));
+    }
+    let file = key_file(settings)?;
+    let (keyring, created) = file.load_or_create().map_err(|e| e.to_string())?;
+    if created {
+        tracing::warn!(
+            path = %file.path().display(),
+            "no master_key configured: generated one into {}; back it up with the database, \
+             without it sensitive values cannot be read",
+            file.path().display()
+        );
+    }
+    Ok((keyring, Some(file)))
 }
 
 pub async fn migrate(settings: &Settings) -> CommandResult {
@@ -39,7 +76,15 @@ fn toml_text(settings: &Settings) -> Result<String, String> {
         .ok_or("the configuration is not a table")?;
     let mut out = String::new();
     for (key, value) in dict {
-        out.push_str(&format!("{key} = {}\n", render(&value)));
+        // Secrets are never printed, only whether they are set.
+        let shown = match key.as_str() {
+            "master_key" => "\"<redacted>\"".to_owned(),
+            "retired_master_keys" => {
+                format!("\"<{} redacted>\"", value.as_array().map_or(0, |a| a.len()))
+            }
+            _ => render(&value),
+        };
+        out.push_str(&format!("{key} = {shown}\n"));
     }
     Ok(out)
 }

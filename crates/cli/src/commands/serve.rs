@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use endusers_core::SystemClock;
 use endusers_server::AppState;
+use endusers_server::vault::Vault;
 use tokio::sync::Notify;
 
 use super::{CommandResult, open_store};
@@ -11,6 +12,9 @@ use crate::config::Settings;
 
 pub async fn run(settings: Settings) -> CommandResult {
     init_logging(&settings.log)?;
+    let (keyring, key_file) = super::load_keyring(&settings)?;
+    tracing::info!(active_key = %keyring.active().id(), retired_keys = keyring.retired().len(), "master keys loaded");
+    let vault = Arc::new(Vault::new(keyring, settings.sensitive_ttl));
     let store = open_store(&settings).await?;
     let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(listener) => listener,
@@ -22,11 +26,9 @@ pub async fn run(settings: Settings) -> CommandResult {
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%address, database = %settings.database_url, "listening on {address}");
 
-    let state = AppState::new(
-        Arc::clone(&store),
-        Arc::new(SystemClock),
-        settings.server_config(),
-    );
+    let mut config = settings.server_config();
+    config.key_file = key_file;
+    let state = AppState::new(Arc::clone(&store), Arc::new(SystemClock), config, vault);
     let stopping = Arc::new(Notify::new());
     let signal = {
         let stopping = Arc::clone(&stopping);

@@ -9,8 +9,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use endusers_core::wire::{CreateEndUserRequest, UpdateEndUserRequest};
-use endusers_core::{EndUser, EndUserChanges, EndUserId, ExternalId};
-use endusers_store::{Created, Mutation};
+use endusers_core::{AgentId, EndUser, EndUserChanges, EndUserId, ExternalId, Timestamp};
+use endusers_store::{Created, Mutation, SensitiveChange};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -28,15 +28,20 @@ fn parse_id(raw: &str) -> Result<EndUserId, ApiError> {
     EndUserId::parse(raw).ok_or(ApiError::NotFound(NOT_FOUND))
 }
 
-/// Until the sensitive-metadata vault exists, secrets are refused rather
-/// than silently dropped.
-fn refuse_sensitive(changes: &EndUserChanges) -> Result<(), ApiError> {
-    match &changes.sensitive {
-        Some(_) => Err(ApiError::Invalid(
-            "profile.sensitive_metadata: is not supported by this server yet".to_owned(),
-        )),
-        None => Ok(()),
-    }
+/// Seals the request's sensitive values for this user; they are stored in
+/// the same transaction as the user.
+fn sealed_changes(
+    state: &AppState,
+    changes: &EndUserChanges,
+    agent: AgentId,
+    id: EndUserId,
+    now: Timestamp,
+) -> Vec<SensitiveChange> {
+    changes
+        .sensitive
+        .as_ref()
+        .map(|patch| state.vault.changes(agent, id, patch, now))
+        .unwrap_or_default()
 }
 
 /// Create an end user, or return the one that already has this `external_id`.
@@ -57,16 +62,11 @@ pub async fn create(
     JsonBody(request): JsonBody<CreateEndUserRequest>,
 ) -> Result<Response, ApiError> {
     let changes = EndUserChanges::from_create(request)?;
-    refuse_sensitive(&changes)?;
     let now = state.clock.now();
-    let user = EndUser::create(
-        caller.agent,
-        state.new_end_user_id(now),
-        &changes,
-        now,
-        &state.config.policy,
-    )?;
-    Ok(match state.store.create_end_user(user, Vec::new()).await? {
+    let id = state.new_end_user_id(now);
+    let user = EndUser::create(caller.agent, id, &changes, now, &state.config.policy)?;
+    let sensitive = sealed_changes(&state, &changes, caller.agent, id, now);
+    Ok(match state.store.create_end_user(user, sensitive).await? {
         Created::New(user) => (StatusCode::CREATED, Json(user)).into_response(),
         Created::Existing(user) => (StatusCode::OK, Json(user)).into_response(),
     })
@@ -114,14 +114,14 @@ pub async fn update(
 ) -> Result<Json<EndUser>, ApiError> {
     let id = parse_id(&id)?;
     let changes = EndUserChanges::from_update(request)?;
-    refuse_sensitive(&changes)?;
     let now = state.clock.now();
+    let sensitive = sealed_changes(&state, &changes, caller.agent, id, now);
     let policy = Arc::clone(&state.config);
     let mutation: Mutation =
         Box::new(move |user: &mut EndUser| user.apply(&changes, now, &policy.policy));
     let updated = state
         .store
-        .update_end_user(caller.agent, id, mutation, Vec::new())
+        .update_end_user(caller.agent, id, mutation, sensitive)
         .await?;
     updated
         .map(|u| Json(u.user))

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use endusers_core::{AgentHandle, Clock, SystemClock};
+use endusers_server::vault::{KeyFile, Vault};
 use endusers_server::{AppState, ServerConfig};
 use endusers_store::{NewApiKey, Store};
 use reqwest::Method;
@@ -96,8 +97,10 @@ pub struct TestApp {
     /// The bearer token of the `default` agent.
     pub key: String,
     pub store: Arc<dyn Store>,
+    /// The server's own state: its vault, clock and configuration.
+    pub state: AppState,
     pub client: reqwest::Client,
-    _dir: TempDir,
+    pub dir: TempDir,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -107,8 +110,15 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: ServerConfig) -> Self {
+        Self::spawn_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// A server whose sense of time is `clock` (a `ManualClock` drives TTLs),
+    /// with its master key in a key file beside the database, as in production.
+    pub async fn spawn_with_clock(mut config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let database = dir.path().join("test.db");
+        let url = format!("sqlite://{}", database.display());
         let store = endusers_store::open(&url, SystemClock.now())
             .await
             .expect("the store opens");
@@ -119,7 +129,12 @@ impl TestApp {
             .expect("an empty database gets the default agent");
         let key = issue_key_for(&store, agent.id).await;
 
-        let state = AppState::new(Arc::clone(&store), Arc::new(SystemClock), config);
+        let key_file = KeyFile::beside(&database);
+        let (keyring, _) = key_file.load_or_create().expect("a master key");
+        config.key_file.get_or_insert(key_file);
+        let vault = Arc::new(Vault::new(keyring, Duration::from_secs(24 * 3600)));
+        let state = AppState::new(Arc::clone(&store), clock, config, vault);
+        let server_state = state.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
@@ -141,8 +156,9 @@ impl TestApp {
             addr,
             key,
             store,
+            state: server_state,
             client,
-            _dir: dir,
+            dir,
             _shutdown: tx,
         }
     }

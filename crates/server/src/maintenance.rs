@@ -1,0 +1,125 @@
+//! Background upkeep, on a timer: notice a master-key rotation, delete
+//! expired sensitive values, and re-seal values still under retired keys.
+//! Each step works in bounded batches so it never holds the writer long.
+
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use crate::AppState;
+
+const SWEEP_BATCH: usize = 1000;
+const RESEAL_BATCH: usize = 500;
+/// Re-sealing is spread over ticks so a large backlog does not crowd out
+/// request traffic.
+const RESEAL_BATCHES_PER_TICK: usize = 20;
+
+/// What one pass did, for tests and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub keyring_reloaded: bool,
+    pub expired_deleted: usize,
+    pub resealed: usize,
+}
+
+/// Remembers what the last pass saw of the key file.
+#[derive(Debug, Default)]
+pub struct Maintenance {
+    key_file_seen: Option<SystemTime>,
+}
+
+impl Maintenance {
+    pub fn new(state: &AppState) -> Self {
+        Self {
+            key_file_seen: state.config.key_file.as_ref().and_then(|f| f.modified()),
+        }
+    }
+
+    /// One pass of every task.
+    pub async fn run_once(&mut self, state: &AppState) -> Report {
+        let mut report = Report {
+            keyring_reloaded: self.reload_keyring(state),
+            ..Report::default()
+        };
+        let now = state.clock.now();
+        loop {
+            match state
+                .store
+                .delete_expired_sensitive_values(now, SWEEP_BATCH)
+                .await
+            {
+                Ok(deleted) => {
+                    report.expired_deleted += deleted;
+                    if deleted < SWEEP_BATCH {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "sweeping expired sensitive values failed");
+                    break;
+                }
+            }
+        }
+        for _ in 0..RESEAL_BATCHES_PER_TICK {
+            match state
+                .vault
+                .reseal_batch(state.store.as_ref(), RESEAL_BATCH)
+                .await
+            {
+                Ok(0) => break,
+                Ok(moved) => report.resealed += moved,
+                Err(err) => {
+                    tracing::error!(error = %err, "re-sealing sensitive values failed");
+                    break;
+                }
+            }
+        }
+        if report != Report::default() {
+            tracing::info!(
+                expired_deleted = report.expired_deleted,
+                resealed = report.resealed,
+                keyring_reloaded = report.keyring_reloaded,
+                "maintenance pass"
+            );
+        }
+        report
+    }
+
+    fn reload_keyring(&mut self, state: &AppState) -> bool {
+        let Some(file) = &state.config.key_file else {
+            return false;
+        };
+        let modified = file.modified();
+        if modified == self.key_file_seen {
+            return false;
+        }
+        match file.load() {
+            Ok(keyring) => {
+                self.key_file_seen = modified;
+                let active = keyring.active().id().to_owned();
+                if state.vault.keyring().as_ref() == &keyring {
+                    return false;
+                }
+                state.vault.replace_keyring(keyring);
+                tracing::info!(active_key = %active, "master keys reloaded from the key file");
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "the key file changed but cannot be read; keeping the current keys");
+                false
+            }
+        }
+    }
+}
+
+/// Runs passes every `maintenance_interval` until `stop` turns true.
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut maintenance = Maintenance::new(&state);
+    loop {
+        maintenance.run_once(&state).await;
+        tokio::select! {
+            () = tokio::time::sleep(state.config.maintenance_interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
