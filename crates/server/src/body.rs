@@ -92,12 +92,21 @@ fn describe(path: &str, err: &serde_json::Error) -> ApiError {
             err.column()
         )),
         Category::Data => {
-            let path = if path == "." || path.is_empty() {
-                "body"
-            } else {
-                path
-            };
-            ApiError::Invalid(format!("{path}: {}", data_message(&err.to_string())))
+            let message = data_message(&err.to_string());
+            let root = path == "." || path.is_empty();
+            // serde reports a missing field at its parent; name the field.
+            if let Some(field) = message
+                .strip_prefix("missing field `")
+                .and_then(|r| r.strip_suffix('`'))
+            {
+                let full = if root {
+                    field.to_owned()
+                } else {
+                    format!("{path}.{field}")
+                };
+                return ApiError::Invalid(format!("{full}: is required"));
+            }
+            ApiError::Invalid(format!("{}: {message}", if root { "body" } else { path }))
         }
     }
 }
@@ -176,6 +185,12 @@ mod tests {
             message.starts_with("extra: unknown field `extra`"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn missing_fields_are_named_by_their_own_path() {
+        let message = message_of(r#"{"profile": {"sensitive_metadata": {}}}"#);
+        assert_eq!(message, "profile.sensitive_metadata.fields: is required");
     }
 
     #[test]

@@ -276,6 +276,35 @@ impl TestApp {
         response.body
     }
 
+    /// The default agent's id.
+    pub async fn default_agent(&self) -> endusers_core::AgentId {
+        self.store
+            .find_agent(&AgentHandle::default_handle())
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    /// The internal read path: a user's live sensitive values, decrypted,
+    /// as the server's own consumers see them (keyed by name).
+    pub async fn sensitive_values(
+        &self,
+        id: &str,
+    ) -> std::collections::BTreeMap<String, endusers_core::SensitiveValue> {
+        let id = endusers_core::EndUserId::parse(id).expect("an end user id");
+        let agent = self.default_agent().await;
+        let now = self.state.clock.now();
+        self.state
+            .vault
+            .read(self.store.as_ref(), agent, id, now)
+            .await
+            .expect("the vault opens every value")
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v))
+            .collect()
+    }
+
     /// Every user of the default agent, following `next_page_url`.
     pub async fn list_all(&self) -> Vec<Value> {
         let mut users = Vec::new();
