@@ -29,10 +29,10 @@ pub struct Maintenance {
 }
 
 impl Maintenance {
-    pub fn new(state: &AppState) -> Self {
-        Self {
-            key_file_seen: state.config.key_file.as_ref().and_then(|f| f.modified()),
-        }
+    /// The first pass always reads the key file and compares it with the
+    /// keys in use, so a rotation made while the server was starting counts.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// One pass of every task.
@@ -114,7 +114,7 @@ impl Maintenance {
 
 /// Runs passes every `maintenance_interval` until `stop` turns true.
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
-    let mut maintenance = Maintenance::new(&state);
+    let mut maintenance = Maintenance::new();
     loop {
         maintenance.run_once(&state).await;
         tokio::select! {

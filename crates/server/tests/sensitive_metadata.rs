@@ -216,12 +216,12 @@ async fn values_expire_after_the_ttl_even_before_the_sweeper_runs() {
         "24 h after its write"
     );
 
-    let report = Maintenance::new(&app.state).run_once(&app.state).await;
+    let report = Maintenance::new().run_once(&app.state).await;
     assert_eq!(report.expired_deleted, 1);
     clock.advance(Duration::from_secs(12 * 3600));
     assert!(app.sensitive_values(id).await.is_empty());
     assert_eq!(
-        Maintenance::new(&app.state)
+        Maintenance::new()
             .run_once(&app.state)
             .await
             .expired_deleted,
@@ -246,7 +246,7 @@ async fn the_sweeper_works_through_a_large_backlog_in_batches() {
             .await;
     }
     clock.advance(Duration::from_secs(24 * 3600));
-    let report = Maintenance::new(&app.state).run_once(&app.state).await;
+    let report = Maintenance::new().run_once(&app.state).await;
     assert_eq!(report.expired_deleted, 1200, "more than one batch of 1000");
 }
 
@@ -281,7 +281,7 @@ async fn rotation_while_values_exist_reseals_them_and_retires_the_old_key() {
     }
     let key_file = app.state.config.key_file.clone().unwrap();
     let old = app.state.vault.keyring().active().id().to_owned();
-    let mut maintenance = Maintenance::new(&app.state);
+    let mut maintenance = Maintenance::new();
     // The file's timestamp must visibly change for the server to notice.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let rotated = key_file.rotate().unwrap();
