@@ -407,3 +407,138 @@ fn the_openapi_document_passes_a_standard_validator() {
         }
     }
 }
+
+#[test]
+fn the_first_start_makes_a_private_key_file_and_logs_where_not_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let key_file = dir.path().join("data/endusers.db.master-keys");
+    server.signal("TERM");
+    let (status, log) = server.wait(Duration::from_secs(20));
+    assert!(status.success());
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("active "))
+        .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert!(
+        log.contains("endusers.db.master-keys"),
+        "the log says where the key is:\n{log}"
+    );
+    assert!(!log.contains(key), "the log never shows the key");
+}
+
+#[test]
+fn master_keys_rotate_and_retire_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(dir.path());
+    let key = create_key(dir.path());
+    let run = |args: &[&str]| {
+        let mut all = vec!["--database-url", url.as_str(), "master-key"];
+        all.extend_from_slice(args);
+        let out = endusers(dir.path(), &all);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        (
+            out.status.code(),
+            stdout,
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let server = Server::start(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let response = client()
+            .post(format!("{}/api/v2/end-users", server.base))
+            .bearer_auth(&key)
+            .json(&json!({"profile": {"sensitive_metadata": {"fields": {"token": "abc"}}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    });
+    let (code, status, _) = run(&["status"]);
+    assert_eq!(code, Some(0));
+    let old = status
+        .lines()
+        .next()
+        .unwrap()
+        .split('\t')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(
+        status.starts_with(&format!("active\t{old}\t1 values")),
+        "{status}"
+    );
+
+    let (code, rotated, _) = run(&["rotate"]);
+    assert_eq!(code, Some(0));
+    let new = rotated
+        .trim()
+        .strip_prefix("active key is now ")
+        .unwrap()
+        .to_owned();
+    assert_ne!(new, old);
+    // The running server notices the new key file and re-seals (interval 10 s by default; poll).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, status, _) = run(&["status"]);
+        if status.contains(&format!("active\t{new}\t1 values"))
+            && status.contains(&format!("retired\t{old}\t0 values"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not re-sealed in time:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, dropped, _) = run(&["drop-retired"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(dropped.trim(), format!("dropped {old}"));
+    let (_, status, _) = run(&["status"]);
+    assert_eq!(status.lines().count(), 1, "{status}");
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(20)).0.success());
+
+    let (code, generated, _) = run(&["generate"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(generated.trim().len(), 44, "base64 of 32 bytes");
+}
+
+#[test]
+fn configured_master_keys_are_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .env("ENDUSERS_MASTER_KEY", key)
+        .env("ENDUSERS_RETIRED_MASTER_KEYS", key)
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains(key), "{text}");
+    assert!(text.contains("master_key = \"<redacted>\""), "{text}");
+    let rotate = Command::new(BIN)
+        .current_dir(dir.path())
+        .env("ENDUSERS_MASTER_KEY", key)
+        .args(["master-key", "rotate"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        rotate.status.code(),
+        Some(1),
+        "rotation of a configured key is the operator's"
+    );
+}

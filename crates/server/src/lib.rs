@@ -106,18 +106,24 @@ fn without_trailing_slash(mut request: Request) -> Request {
     request
 }
 
-/// Serves until `shutdown` completes, then lets in-flight requests finish
-/// and returns. The caller closes the store afterwards.
+/// Serves, with background upkeep, until `shutdown` completes; then lets
+/// in-flight requests finish, stops the upkeep and returns. The caller
+/// closes the store afterwards.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let upkeep = tokio::spawn(maintenance::run(state.clone(), stopped));
     let app = app(state).map_request(without_trailing_slash);
-    axum::serve(
+    let served = axum::serve(
         listener,
         axum::ServiceExt::<Request>::into_make_service(app),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    let _ = stop.send(true);
+    let _ = upkeep.await;
+    served
 }

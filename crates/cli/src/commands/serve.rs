@@ -1,5 +1,6 @@
 //! `endusers serve`: run the API until a signal, then stop cleanly.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use endusers_core::SystemClock;
@@ -12,6 +13,7 @@ use crate::config::Settings;
 
 pub async fn run(settings: Settings) -> CommandResult {
     init_logging(&settings.log)?;
+    let stop_signal = stop_signal()?;
     let (keyring, key_file) = super::load_keyring(&settings)?;
     tracing::info!(active_key = %keyring.active().id(), retired_keys = keyring.retired().len(), "master keys loaded");
     let vault = Arc::new(Vault::new(keyring, settings.sensitive_ttl));
@@ -33,7 +35,7 @@ pub async fn run(settings: Settings) -> CommandResult {
     let signal = {
         let stopping = Arc::clone(&stopping);
         async move {
-            wait_for_signal().await;
+            stop_signal.await;
             tracing::info!("shutting down: finishing in-flight requests");
             stopping.notify_waiters();
         }
@@ -53,26 +55,29 @@ pub async fn run(settings: Settings) -> CommandResult {
     outcome
 }
 
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves at the first SIGTERM or SIGINT. The handlers are installed
+/// when this is called, not when it is first polled, so a signal that
+/// arrives right after the "listening" line is not lost.
+fn stop_signal() -> Result<impl Future<Output = ()>, String> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
+        let mut terminate =
+            signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 

@@ -92,6 +92,9 @@ impl KeyFile {
         for key in keyring.retired() {
             text.push_str(&format!("retired {}\n", key.to_base64()));
         }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| self.error(e.to_string()))?;
+        }
         let temporary = self.path.with_extension("master-keys.new");
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
