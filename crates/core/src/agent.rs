@@ -1,11 +1,11 @@
-use std::fmt;
-
 use crate::error::FieldError;
 
 /// The handle of an agent (one AI agent, one tenant): 1 to 63 characters of
 /// lowercase letters, digits and `-`, starting with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AgentHandle(String);
+
+crate::string_newtype!(AgentHandle);
 
 impl AgentHandle {
     /// The agent every empty database starts with.
@@ -26,20 +26,6 @@ impl AgentHandle {
 
     pub fn default_handle() -> Self {
         Self(Self::DEFAULT.to_owned())
-    }
-
-    pub fn from_stored(stored: String) -> Self {
-        Self(stored)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AgentHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

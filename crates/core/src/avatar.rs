@@ -4,8 +4,6 @@
 //! (scheme and authority, RFC 3986 section 3.2); the path, query and fragment
 //! are opaque to us apart from the ban on whitespace and control characters.
 
-use std::fmt;
-
 use serde::Serialize;
 
 use crate::error::FieldError;
@@ -20,6 +18,8 @@ const MAX_LEN: usize = 2048;
 #[serde(transparent)]
 pub struct AvatarUrl(String);
 
+crate::string_newtype!(AvatarUrl);
+
 impl AvatarUrl {
     /// Accepts `raw` if it is an absolute http(s) URL with a valid host, keeping it as given.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
@@ -31,21 +31,6 @@ impl AvatarUrl {
         } else {
             Err(FieldError::new(MESSAGE))
         }
-    }
-
-    /// For values read back from storage, which were parsed on the way in.
-    pub fn from_stored(stored: String) -> Self {
-        Self(stored)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AvatarUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

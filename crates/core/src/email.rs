@@ -4,8 +4,6 @@
 //! deliberately not accepted: those forms are almost always typos or abuse in
 //! a profile field, and the only real test of an address is sending to it.
 
-use std::fmt;
-
 use serde::Serialize;
 
 use crate::error::FieldError;
@@ -27,6 +25,8 @@ const MAX_LABEL_LEN: usize = 63;
 #[serde(transparent)]
 pub struct Email(String);
 
+crate::string_newtype!(Email);
+
 impl Email {
     /// Accepts `raw` if it looks like an address, keeping it as given.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
@@ -42,21 +42,6 @@ impl Email {
         } else {
             Err(FieldError::new(MESSAGE))
         }
-    }
-
-    /// For values read back from storage, which were parsed on the way in.
-    pub fn from_stored(stored: String) -> Self {
-        Self(stored)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -1,5 +1,3 @@
-use std::fmt;
-
 use crate::error::FieldError;
 
 /// The integrator's own identifier for an end user: 1 to 36 characters, no
@@ -8,6 +6,8 @@ use crate::error::FieldError;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct ExternalId(String);
+
+crate::string_newtype!(ExternalId);
 
 impl ExternalId {
     pub const MAX_CHARS: usize = 36;
@@ -22,21 +22,6 @@ impl ExternalId {
             return Err(FieldError::new("must not contain < or >"));
         }
         Ok(Self(raw.to_lowercase()))
-    }
-
-    /// For values read back from storage, which were parsed on the way in.
-    pub fn from_stored(stored: String) -> Self {
-        Self(stored)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ExternalId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

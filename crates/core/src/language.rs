@@ -4,8 +4,6 @@
 //! IANA: `qq-Zzzz` is well-formed even though nobody speaks it. The caller's
 //! spelling is kept, since tags are case-insensitive (RFC 5646 section 2.1.1).
 
-use std::fmt;
-
 use serde::Serialize;
 
 use crate::error::FieldError;
@@ -34,6 +32,8 @@ const GRANDFATHERED: [&str; 26] = [
 #[serde(transparent)]
 pub struct LanguageTag(String);
 
+crate::string_newtype!(LanguageTag);
+
 impl LanguageTag {
     /// Accepts `raw` if it is a well-formed tag, keeping its spelling as given.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
@@ -42,21 +42,6 @@ impl LanguageTag {
         } else {
             Err(FieldError::new(MESSAGE))
         }
-    }
-
-    /// For values read back from storage, which were parsed on the way in.
-    pub fn from_stored(stored: String) -> Self {
-        Self(stored)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for LanguageTag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -3,6 +3,31 @@
 //!
 //! Pure: no I/O, no async, no clocks of its own (time is passed in).
 
+/// The accessors every checked string type shares: `as_str`, `Display`,
+/// and `from_stored` for values read back from storage, which were parsed
+/// on the way in and are not checked again.
+#[macro_export]
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl $name {
+            /// For values read back from storage, which were parsed on the way in.
+            pub fn from_stored(stored: String) -> Self {
+                Self(stored)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 pub mod agent;
 mod avatar;
 pub mod changes;

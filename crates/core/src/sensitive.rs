@@ -17,6 +17,8 @@ pub const MAX_SENSITIVE_FIELDS: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SensitiveKey(String);
 
+crate::string_newtype!(SensitiveKey);
+
 impl SensitiveKey {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let well_formed = !raw.is_empty()
@@ -30,20 +32,6 @@ impl SensitiveKey {
             ));
         }
         Ok(Self(raw.to_owned()))
-    }
-
-    pub fn from_stored(stored: String) -> Self {
-        Self(stored)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SensitiveKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

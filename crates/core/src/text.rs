@@ -6,6 +6,8 @@ use crate::error::FieldError;
 #[serde(transparent)]
 pub struct ProfileText(String);
 
+crate::string_newtype!(ProfileText);
+
 impl ProfileText {
     pub const MAX_CHARS: usize = 255;
 
@@ -14,15 +16,6 @@ impl ProfileText {
             return Err(FieldError::new("must be at most 255 characters"));
         }
         Ok(Self(raw))
-    }
-
-    /// For values read back from storage, which were parsed on the way in.
-    pub fn from_stored(stored: String) -> Self {
-        Self(stored)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 

@@ -12,6 +12,38 @@ const COLUMNS: &str =
     "agent_id, id, external_id, first_name, last_name, display_name, avatar, email,
      language, metadata, sunshine_user_id, last_conversation_at, version, created_at, updated_at";
 
+const PLACEHOLDERS: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15";
+
+/// Rewrites every column but the key, numbered as in [`write_row`].
+const UPDATE: &str = "UPDATE end_users SET external_id = ?3, first_name = ?4, last_name = ?5,
+     display_name = ?6, avatar = ?7, email = ?8, language = ?9, metadata = ?10,
+     sunshine_user_id = ?11, last_conversation_at = ?12, version = ?13, created_at = ?14, updated_at = ?15
+     WHERE agent_id = ?1 AND id = ?2";
+
+/// Runs `sql` with the user's columns bound as ?1..?15 in [`COLUMNS`] order.
+fn write_row(conn: &Connection, sql: &str, user: &EndUser) -> rusqlite::Result<usize> {
+    let p = &user.profile;
+    conn.prepare_cached(sql)?.execute(params![
+        user.agent_id.0,
+        user.end_user_id.to_string(),
+        user.external_id.as_ref().map(ExternalId::as_str),
+        p.first_name.as_ref().map(ProfileText::as_str),
+        p.last_name.as_ref().map(ProfileText::as_str),
+        p.display_name.as_ref().map(ProfileText::as_str),
+        p.avatar.as_ref().map(AvatarUrl::as_str),
+        p.email.as_ref().map(Email::as_str),
+        p.language.as_ref().map(LanguageTag::as_str),
+        p.metadata.to_json(),
+        p.system_properties.sunshine_user_id,
+        p.system_properties
+            .last_conversation_at
+            .map(Timestamp::as_micros),
+        user.version,
+        user.created_at.as_micros(),
+        user.updated_at.as_micros(),
+    ])
+}
+
 fn from_row(row: &Row<'_>) -> rusqlite::Result<EndUser> {
     let id: String = row.get(1)?;
     let end_user_id = EndUserId::parse(&id).ok_or_else(|| corrupt(1, "end user id"))?;
@@ -81,28 +113,18 @@ pub(super) fn create(conn: &Connection, user: EndUser) -> Result<Created, StoreE
     {
         return Ok(Created::Existing(existing));
     }
-    let p = &user.profile;
-    conn.prepare_cached(&format!(
-        "INSERT INTO end_users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-    ))?
-    .execute(params![
-        user.agent_id.0,
-        user.end_user_id.to_string(),
-        user.external_id.as_ref().map(ExternalId::as_str),
-        p.first_name.as_ref().map(ProfileText::as_str),
-        p.last_name.as_ref().map(ProfileText::as_str),
-        p.display_name.as_ref().map(ProfileText::as_str),
-        p.avatar.as_ref().map(AvatarUrl::as_str),
-        p.email.as_ref().map(Email::as_str),
-        p.language.as_ref().map(LanguageTag::as_str),
-        p.metadata.to_json(),
-        p.system_properties.sunshine_user_id,
-        p.system_properties.last_conversation_at.map(Timestamp::as_micros),
-        user.version,
-        user.created_at.as_micros(),
-        user.updated_at.as_micros(),
-    ])
-    .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("end_user_id") } else { e.into() })?;
+    write_row(
+        conn,
+        &format!("INSERT INTO end_users ({COLUMNS}) VALUES ({PLACEHOLDERS})"),
+        &user,
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict("end_user_id")
+        } else {
+            e.into()
+        }
+    })?;
     Ok(Created::New(user))
 }
 
@@ -156,27 +178,13 @@ pub(super) fn update(
     };
     let change = mutation(&mut user)?;
     if change.stored {
-        let p = &user.profile;
-        conn.prepare_cached(
-            "UPDATE end_users SET external_id = ?3, first_name = ?4, last_name = ?5, display_name = ?6,
-                 avatar = ?7, email = ?8, language = ?9, metadata = ?10, version = ?11, updated_at = ?12
-             WHERE agent_id = ?1 AND id = ?2",
-        )?
-        .execute(params![
-            agent.0,
-            id.to_string(),
-            user.external_id.as_ref().map(ExternalId::as_str),
-            p.first_name.as_ref().map(ProfileText::as_str),
-            p.last_name.as_ref().map(ProfileText::as_str),
-            p.display_name.as_ref().map(ProfileText::as_str),
-            p.avatar.as_ref().map(AvatarUrl::as_str),
-            p.email.as_ref().map(Email::as_str),
-            p.language.as_ref().map(LanguageTag::as_str),
-            p.metadata.to_json(),
-            user.version,
-            user.updated_at.as_micros(),
-        ])
-        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("external_id") } else { e.into() })?;
+        write_row(conn, UPDATE, &user).map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("external_id")
+            } else {
+                e.into()
+            }
+        })?;
     }
     Ok(Some(Updated { user, change }))
 }
