@@ -42,6 +42,14 @@ impl Timestamp {
         self.to_string()
     }
 
+    /// RFC 3339 in UTC to the millisecond, as event timestamps are:
+    /// `2026-11-22T10:00:00.123+00:00`.
+    pub fn to_rfc3339_millis(self) -> String {
+        let full = self.to_string();
+        // `…SS.uuuuuu+00:00`: keep three of the six fractional digits.
+        format!("{}{}", &full[..full.len() - 9], &full[full.len() - 6..])
+    }
+
     /// Parses an RFC 3339 date-time (any offset, optional fraction up to
     /// nanoseconds, which are truncated to microseconds).
     pub fn parse_rfc3339(raw: &str) -> Option<Self> {

@@ -1,0 +1,135 @@
+//! Webhook events: their types, their payloads, and the outbox record that
+//! carries one from the transaction that caused it to the dispatcher.
+
+use serde::Serialize;
+
+use crate::end_user::EndUser;
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    EndUserCreated,
+    EndUserUpdated,
+}
+
+impl EventType {
+    /// Every event type, in catalog order.
+    pub const ALL: [Self; 2] = [Self::EndUserCreated, Self::EndUserUpdated];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EndUserCreated => "v1.end_user.created",
+            Self::EndUserUpdated => "v1.end_user.updated",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::EndUserCreated => "An end user was created, by the API or by a channel.",
+            Self::EndUserUpdated => {
+                "A visible value of an end user's profile changed (not system properties, \
+                 sensitive metadata or volatile metavariables)."
+            }
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// One event on its way out: written to the outbox in the same transaction
+/// as the change that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// `msg_…`: the `webhook-id` every delivery and retry carries.
+    pub id: String,
+    pub event_type: EventType,
+    /// The exact JSON body receivers get and signatures cover.
+    pub payload: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Serialize)]
+struct Payload<'a, D: Serialize> {
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    timestamp: String,
+    data: D,
+    tags: [&'a str; 1],
+}
+
+/// The user as the API shows it, plus `version` so receivers can drop
+/// events older than one they already applied.
+#[derive(Serialize)]
+struct EndUserData<'a> {
+    #[serde(flatten)]
+    user: &'a EndUser,
+    version: i64,
+}
+
+impl OutboxEvent {
+    /// `v1.end_user.created` / `v1.end_user.updated` for this state of the user.
+    pub fn end_user(event_type: EventType, user: &EndUser, id: String, now: Timestamp) -> Self {
+        let end_user_id = user.end_user_id.to_string();
+        let payload = Payload {
+            event_type: event_type.name(),
+            timestamp: now.to_rfc3339_millis(),
+            data: EndUserData {
+                user,
+                version: user.version,
+            },
+            tags: [&end_user_id],
+        };
+        Self {
+            id,
+            event_type,
+            // Strings, integers, booleans and maps always serialize.
+            payload: serde_json::to_string(&payload).unwrap_or_default(),
+            created_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::wire::CreateEndUserRequest;
+    use crate::{AgentId, EndUserChanges, IdGenerator, ProfilePolicy};
+
+    #[test]
+    fn names_round_trip() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.name()), Some(t));
+        }
+        assert_eq!(EventType::parse("v1.end_user.deleted"), None);
+    }
+
+    #[test]
+    fn the_payload_is_the_api_user_plus_version() {
+        let now = Timestamp::from_micros(1_795_773_600_123_456);
+        let request: CreateEndUserRequest = serde_json::from_value(
+            json!({"profile": {"first_name": "Ada", "metadata": {"vip": true}}}),
+        )
+        .unwrap();
+        let changes = EndUserChanges::from_create(request).unwrap();
+        let id = IdGenerator::new().next(now, 1);
+        let user =
+            EndUser::create(AgentId(1), id, &changes, now, &ProfilePolicy::default()).unwrap();
+        let event = OutboxEvent::end_user(EventType::EndUserCreated, &user, "msg_1".into(), now);
+        let payload: Value = serde_json::from_str(&event.payload).unwrap();
+        let mut expected_data = serde_json::to_value(&user).unwrap();
+        expected_data["version"] = json!(1);
+        assert_eq!(
+            payload,
+            json!({
+                "type": "v1.end_user.created",
+                "timestamp": "2026-11-27T10:00:00.123+00:00",
+                "data": expected_data,
+                "tags": [id.to_string()],
+            })
+        );
+    }
+}
