@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use endusers_core::{ProfilePolicy, VolatileKeys};
+use endusers_core::{ProfilePolicy, RetrySchedule, VolatileKeys};
 use endusers_server::ServerConfig;
+use endusers_server::webhooks::WebhookSettings;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,21 @@ pub struct Settings {
     /// How often expired values are swept and retired keys' values re-sealed.
     #[serde(with = "humantime_duration")]
     pub maintenance_interval: Duration,
+    /// Waits before each webhook retry, comma-separated humantime durations.
+    #[serde(with = "humantime_list")]
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// A delivery not answered 2xx within this has failed.
+    #[serde(with = "humantime_duration")]
+    pub webhook_timeout: Duration,
+    /// An endpoint whose deliveries have all failed for this long is disabled.
+    #[serde(with = "humantime_duration")]
+    pub webhook_disable_after: Duration,
+    /// Allows http:// and private or loopback webhook targets (development only).
+    pub webhooks_allow_insecure: bool,
+    /// Deliveries in flight to one endpoint at most.
+    pub webhook_endpoint_concurrency: usize,
+    /// Deliveries in flight in all at most.
+    pub webhook_concurrency: usize,
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[serde(with = "humantime_duration")]
     pub shutdown_grace: Duration,
@@ -63,6 +79,12 @@ impl Default for Settings {
             retired_master_keys: Vec::new(),
             sensitive_ttl: Duration::from_secs(24 * 3600),
             maintenance_interval: Duration::from_secs(10),
+            webhook_retry_schedule: RetrySchedule::standard().waits().to_vec(),
+            webhook_timeout: Duration::from_secs(15),
+            webhook_disable_after: Duration::from_secs(7 * 86_400),
+            webhooks_allow_insecure: false,
+            webhook_endpoint_concurrency: 32,
+            webhook_concurrency: 512,
             shutdown_grace: Duration::from_secs(30),
             log: "info".to_owned(),
         }
@@ -106,6 +128,15 @@ impl Settings {
             },
             maintenance_interval: self.maintenance_interval,
             key_file: None,
+            webhooks: WebhookSettings {
+                retry_schedule: RetrySchedule::new(self.webhook_retry_schedule.clone()),
+                timeout: self.webhook_timeout,
+                disable_after: self.webhook_disable_after,
+                allow_insecure: self.webhooks_allow_insecure,
+                per_endpoint_concurrency: self.webhook_endpoint_concurrency.max(1),
+                concurrency: self.webhook_concurrency.max(1),
+                ..WebhookSettings::default()
+            },
         }
     }
 }
@@ -169,6 +200,38 @@ mod humantime_duration {
     }
 }
 
+/// Duration lists as comma-separated humantime text: `0s,5s,5m`.
+mod humantime_list {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(waits: &[Duration], serializer: S) -> Result<S::Ok, S::Error> {
+        let text: Vec<String> = waits
+            .iter()
+            .map(|d| humantime::format_duration(*d).to_string())
+            .collect();
+        serializer.collect_str(&text.join(","))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Duration>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|part| {
+                humantime::parse_duration(part).map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "{part:?}: {e} (use a list such as 0s,5s,5m,30m)"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment's test Jail returns its own error type
 mod tests {
@@ -200,6 +263,8 @@ mod tests {
             assert_eq!(settings.database_url, "sqlite://flag.db", "flag beats env");
             assert_eq!(settings.shutdown_grace, Duration::from_secs(120));
             assert_eq!(settings.max_metadata_bytes, 10_240, "default");
+            assert_eq!(settings.webhook_retry_schedule.len(), 8);
+            assert_eq!(settings.webhook_retry_schedule[2], Duration::from_secs(300));
             Ok(())
         });
     }

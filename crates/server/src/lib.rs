@@ -7,6 +7,7 @@ pub mod error;
 pub mod maintenance;
 mod pagination;
 pub mod vault;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,10 +20,12 @@ use endusers_core::{Clock, EndUserId, IdGenerator, ProfilePolicy, Timestamp};
 use endusers_store::Store;
 use rand::RngCore;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tower::ServiceExt;
 
 use crate::error::{ApiError, ensure_envelope};
 use crate::vault::{KeyFile, Vault};
+use crate::webhooks::WebhookSettings;
 
 /// Settings the HTTP layer needs; the binary builds them from its config.
 #[derive(Debug, Clone)]
@@ -34,6 +37,7 @@ pub struct ServerConfig {
     pub maintenance_interval: Duration,
     /// The master-key file to watch for rotations, when keys live in one.
     pub key_file: Option<KeyFile>,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +47,7 @@ impl Default for ServerConfig {
             policy: ProfilePolicy::default(),
             maintenance_interval: Duration::from_secs(10),
             key_file: None,
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -54,6 +59,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
     pub vault: Arc<Vault>,
+    /// Signalled after a write that queued webhook deliveries.
+    pub webhook_wakeup: Arc<Notify>,
     ids: Arc<IdGenerator>,
 }
 
@@ -69,12 +76,19 @@ impl AppState {
             clock,
             config: Arc::new(config),
             vault,
+            webhook_wakeup: Arc::new(Notify::new()),
             ids: Arc::new(IdGenerator::new()),
         }
     }
 
     pub fn new_end_user_id(&self, now: Timestamp) -> EndUserId {
         self.ids.next(now, rand::rng().next_u64())
+    }
+
+    /// A new id with a prefix saying what it names (`msg_`, `ep_`),
+    /// time-ordered like end-user ids.
+    pub fn new_prefixed_id(&self, prefix: &str, now: Timestamp) -> String {
+        format!("{prefix}{}", self.new_end_user_id(now))
     }
 }
 
@@ -115,7 +129,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let upkeep = tokio::spawn(maintenance::run(state.clone(), stopped));
+    let upkeep = tokio::spawn(maintenance::run(state.clone(), stopped.clone()));
+    let dispatcher = tokio::spawn(webhooks::dispatcher::run(state.clone(), stopped));
     let app = app(state).map_request(without_trailing_slash);
     let served = axum::serve(
         listener,
@@ -125,5 +140,6 @@ pub async fn serve(
     .await;
     let _ = stop.send(true);
     let _ = upkeep.await;
+    let _ = dispatcher.await;
     served
 }

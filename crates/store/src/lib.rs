@@ -8,12 +8,14 @@
 mod error;
 mod model;
 pub mod sqlite;
+mod webhook_model;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use endusers_core::{
-    AgentHandle, AgentId, Change, EndUser, EndUserId, ExternalId, FieldError, Timestamp,
+    AgentHandle, AgentId, Change, EndUser, EndUserId, ExternalId, FieldError, OutboxEvent,
+    Timestamp,
 };
 
 pub use error::StoreError;
@@ -21,10 +23,22 @@ pub use model::{
     Agent, ApiKeyRecord, Created, NewApiKey, OwnedSealedValue, SealedValue, SensitiveChange,
     Updated,
 };
+pub use webhook_model::{
+    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, WebhookEndpoint,
+};
 
 /// A change to one stored user, computed by domain code inside the write
-/// transaction so that read, change and write are one atomic step.
-pub type Mutation = Box<dyn FnOnce(&mut EndUser) -> Result<Change, FieldError> + Send>;
+/// transaction so that read, change and write are one atomic step. It
+/// returns what changed and the events the change causes, which are
+/// written to the outbox in the same transaction.
+pub type Mutation = Box<dyn FnOnce(&mut EndUser) -> Result<Applied, FieldError> + Send>;
+
+/// What a [`Mutation`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub change: Change,
+    pub events: Vec<OutboxEvent>,
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -45,11 +59,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a new user and its sensitive values in one transaction,
     /// unless its `external_id` already belongs to a user of the same agent:
-    /// then that user is returned untouched and nothing is written.
+    /// then that user is returned untouched and nothing is written. The
+    /// `events` go to the outbox in the same transaction.
     async fn create_end_user(
         &self,
         user: EndUser,
         sensitive: Vec<SensitiveChange>,
+        events: Vec<OutboxEvent>,
     ) -> Result<Created, StoreError>;
     async fn get_end_user(
         &self,
@@ -110,6 +126,59 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<usize, StoreError>;
     /// How many values each master key id seals.
     async fn count_sensitive_values_by_key(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    async fn create_webhook(&self, endpoint: WebhookEndpoint) -> Result<(), StoreError>;
+    async fn get_webhook(
+        &self,
+        agent: AgentId,
+        id: &str,
+    ) -> Result<Option<WebhookEndpoint>, StoreError>;
+    /// Up to `limit` endpoints in id order from `from` (inclusive).
+    async fn list_webhooks(
+        &self,
+        agent: AgentId,
+        from: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<WebhookEndpoint>, StoreError>;
+    async fn update_webhook(
+        &self,
+        agent: AgentId,
+        id: &str,
+        mutation: EndpointMutation,
+    ) -> Result<Option<WebhookEndpoint>, StoreError>;
+    /// Deletes the endpoint with its pending deliveries and attempt log.
+    async fn delete_webhook(&self, agent: AgentId, id: &str) -> Result<bool, StoreError>;
+    /// Leases due deliveries of enabled endpoints until `lease_until`,
+    /// oldest due first within each endpoint, within the `claim`'s room.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        claim: Claim,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    async fn record_attempts(
+        &self,
+        records: Vec<AttemptRecord>,
+        disable_if_failing_since: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// An endpoint's attempts, newest first, from attempt id `before` down.
+    async fn list_attempts(
+        &self,
+        agent: AgentId,
+        endpoint: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>, StoreError>;
+    /// Re-queues the endpoint's deliveries that failed for good since `since`.
+    async fn recover_deliveries(
+        &self,
+        agent: AgentId,
+        endpoint: &str,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<usize, StoreError>;
+    /// (pending, delivered, failed) deliveries, for tests and metrics.
+    async fn delivery_counts(&self) -> Result<(u64, u64, u64), StoreError>;
 
     /// Finishes queued writes and releases the backend. Calls made after
     /// it answer [`StoreError::Closed`].

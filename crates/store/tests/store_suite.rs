@@ -9,7 +9,11 @@ use endusers_core::{
     AgentHandle, AgentId, EndUser, EndUserChanges, EndUserId, ExternalId, FieldError, IdGenerator,
     ProfilePolicy, Timestamp,
 };
-use endusers_store::{Created, SealedValue, SensitiveChange, Store, StoreError};
+use endusers_core::{EventType, OutboxEvent};
+use endusers_store::{
+    AttemptRecord, Claim, Created, Delivery, NextStep, SealedValue, SensitiveChange, Store,
+    StoreError, WebhookEndpoint,
+};
 use serde_json::{Value, json};
 
 const NOW: Timestamp = Timestamp::from_micros(1_795_773_600_000_000);
@@ -50,7 +54,7 @@ impl Fixture {
     async fn create(&self, agent: AgentId, body: Value) -> EndUser {
         match self
             .store
-            .create_end_user(self.user(agent, body), Vec::new())
+            .create_end_user(self.user(agent, body), Vec::new(), Vec::new())
             .await
             .unwrap()
         {
@@ -68,7 +72,13 @@ fn rand_u64() -> u64 {
 fn patch(body: Value) -> endusers_store::Mutation {
     let request: UpdateEndUserRequest = serde_json::from_value(body).unwrap();
     let changes = EndUserChanges::from_update(request).unwrap();
-    Box::new(move |user: &mut EndUser| user.apply(&changes, NOW, &ProfilePolicy::default()))
+    Box::new(move |user: &mut EndUser| {
+        let change = user.apply(&changes, NOW, &ProfilePolicy::default())?;
+        Ok(endusers_store::Applied {
+            change,
+            events: Vec::new(),
+        })
+    })
 }
 
 async fn a_fresh_store_has_exactly_the_default_agent(f: Fixture) {
@@ -150,6 +160,7 @@ async fn an_existing_external_id_returns_the_existing_user_unchanged(f: Fixture)
                 a,
                 json!({"external_id": "x", "profile": {"first_name": "Two"}}),
             ),
+            Vec::new(),
             Vec::new(),
         )
         .await;
@@ -305,6 +316,7 @@ async fn sensitive_values_are_written_with_the_user_and_expire(f: Fixture) {
                 SensitiveChange::Set(sealed("token", "k1", 1, later)),
                 SensitiveChange::Set(sealed("soon", "k1", 2, NOW)),
             ],
+            Vec::new(),
         )
         .await
         .unwrap()
@@ -392,6 +404,7 @@ async fn an_existing_external_id_stores_no_sensitive_values(f: Fixture) {
         .create_end_user(
             f.user(a, json!({"external_id": "dup"})),
             vec![SensitiveChange::Set(sealed("t", "k1", 1, later))],
+            Vec::new(),
         )
         .await
         .unwrap();
@@ -482,6 +495,354 @@ async fn resealing_replaces_only_values_not_rewritten_meanwhile(f: Fixture) {
     );
 }
 
+fn endpoint(agent: AgentId, id: &str, filters: &[&str]) -> WebhookEndpoint {
+    WebhookEndpoint {
+        id: id.to_owned(),
+        agent_id: agent,
+        url: format!("https://hooks.example.com/{id}"),
+        description: String::new(),
+        event_filters: filters.iter().map(|f| (*f).to_owned()).collect(),
+        enabled: true,
+        secret: "whsec_c2VjcmV0".to_owned(),
+        previous_secret: None,
+        previous_secret_until: None,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+fn event(id: &str, event_type: EventType, at: Timestamp) -> OutboxEvent {
+    OutboxEvent {
+        id: id.to_owned(),
+        event_type,
+        payload: format!("{{\"id\":\"{id}\"}}"),
+        created_at: at,
+    }
+}
+
+fn room(limit: usize, busy: &[&str]) -> Claim {
+    Claim {
+        limit,
+        default_slots: limit,
+        free_slots: busy.iter().map(|b| ((*b).to_owned(), 0)).collect(),
+    }
+}
+
+fn record(d: &Delivery, next: NextStep, at: Timestamp) -> AttemptRecord {
+    AttemptRecord {
+        agent_id: d.agent_id,
+        endpoint_id: d.endpoint_id.clone(),
+        message_id: d.message_id.clone(),
+        event_type: d.event_type.clone(),
+        attempt: d.attempts + 1,
+        status_code: Some(500),
+        error: None,
+        duration_ms: 3,
+        at,
+        next,
+    }
+}
+
+async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f: Fixture) {
+    let a = f.default_agent().await;
+    let b = f
+        .store
+        .create_agent(AgentHandle::parse("other").unwrap(), NOW)
+        .await
+        .unwrap()
+        .id;
+    f.store
+        .create_webhook(endpoint(a, "ep_all", &[]))
+        .await
+        .unwrap();
+    f.store
+        .create_webhook(endpoint(a, "ep_created", &["v1.end_user.created"]))
+        .await
+        .unwrap();
+    let mut off = endpoint(a, "ep_off", &[]);
+    off.enabled = false;
+    f.store.create_webhook(off).await.unwrap();
+    f.store
+        .create_webhook(endpoint(b, "ep_b", &[]))
+        .await
+        .unwrap();
+
+    let user = f.user(a, json!({}));
+    let created = event("msg_1", EventType::EndUserCreated, NOW);
+    f.store
+        .create_end_user(user.clone(), Vec::new(), vec![created])
+        .await
+        .unwrap();
+    let updated = event("msg_2", EventType::EndUserUpdated, NOW);
+    let mutation: endusers_store::Mutation = Box::new(move |_: &mut EndUser| {
+        Ok(endusers_store::Applied {
+            change: Default::default(),
+            events: vec![updated],
+        })
+    });
+    f.store
+        .update_end_user(a, user.end_user_id, mutation, Vec::new())
+        .await
+        .unwrap();
+    // A refused change writes no event.
+    let refused: endusers_store::Mutation =
+        Box::new(|_: &mut EndUser| Err(FieldError::at_path("profile", "no")));
+    assert!(
+        f.store
+            .update_end_user(a, user.end_user_id, refused, Vec::new())
+            .await
+            .is_err()
+    );
+
+    let later = NOW.saturating_add(std::time::Duration::from_secs(60));
+    let mut claimed = f
+        .store
+        .claim_deliveries(NOW, later, room(100, &[]))
+        .await
+        .unwrap();
+    claimed.sort_by(|x, y| (&x.endpoint_id, &x.message_id).cmp(&(&y.endpoint_id, &y.message_id)));
+    let pairs: Vec<(&str, &str)> = claimed
+        .iter()
+        .map(|d| (d.endpoint_id.as_str(), d.message_id.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("ep_all", "msg_1"),
+            ("ep_all", "msg_2"),
+            ("ep_created", "msg_1")
+        ]
+    );
+    assert_eq!(claimed[0].payload, "{\"id\":\"msg_1\"}");
+    assert_eq!(claimed[0].attempts, 0);
+    // Leased: not handed out again until the lease runs out.
+    assert!(
+        f.store
+            .claim_deliveries(NOW, later, room(100, &[]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        f.store
+            .claim_deliveries(later, later, room(100, &[]))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(f.store.delivery_counts().await.unwrap(), (3, 0, 0));
+}
+
+async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
+    let a = f.default_agent().await;
+    f.store
+        .create_webhook(endpoint(a, "ep_1", &[]))
+        .await
+        .unwrap();
+    f.store
+        .create_webhook(endpoint(a, "ep_busy", &[]))
+        .await
+        .unwrap();
+    let user = f.user(a, json!({}));
+    let events = vec![event("msg_1", EventType::EndUserCreated, NOW)];
+    f.store
+        .create_end_user(user, Vec::new(), events)
+        .await
+        .unwrap();
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
+
+    // Busy endpoints are skipped.
+    let claimed = f
+        .store
+        .claim_deliveries(NOW, lease, room(10, &["ep_busy"]))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let d = &claimed[0];
+    let retry_at = NOW.saturating_add(std::time::Duration::from_secs(5));
+    f.store
+        .record_attempts(
+            vec![record(d, NextStep::RetryAt(retry_at), NOW)],
+            NOW.saturating_sub(week),
+        )
+        .await
+        .unwrap();
+    let ep = f.store.get_webhook(a, "ep_1").await.unwrap().unwrap();
+    assert_eq!((ep.failing_since, ep.enabled), (Some(NOW), true));
+    assert!(
+        f.store
+            .claim_deliveries(NOW, lease, room(10, &["ep_busy"]))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let again = f
+        .store
+        .claim_deliveries(retry_at, lease, room(10, &["ep_busy"]))
+        .await
+        .unwrap();
+    assert_eq!(again[0].attempts, 1);
+
+    // A success clears the streak.
+    f.store
+        .record_attempts(vec![record(&again[0], NextStep::Delivered, retry_at)], NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store
+            .get_webhook(a, "ep_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .failing_since,
+        None
+    );
+    assert_eq!(
+        f.store.delivery_counts().await.unwrap(),
+        (1, 1, 0),
+        "ep_busy's delivery still waits"
+    );
+
+    let attempts = f.store.list_attempts(a, "ep_1", None, 10).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|x| x.attempt).collect::<Vec<_>>(),
+        [2, 1],
+        "newest first"
+    );
+    assert!(
+        f.store
+            .list_attempts(AgentId(999), "ep_1", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixture) {
+    let a = f.default_agent().await;
+    f.store
+        .create_webhook(endpoint(a, "ep_1", &[]))
+        .await
+        .unwrap();
+    let events = vec![
+        event("msg_1", EventType::EndUserCreated, NOW),
+        event("msg_2", EventType::EndUserUpdated, NOW),
+    ];
+    f.store
+        .create_end_user(f.user(a, json!({})), Vec::new(), events)
+        .await
+        .unwrap();
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    let lease = NOW.saturating_add(week);
+    let claimed = f
+        .store
+        .claim_deliveries(NOW, lease, room(10, &[]))
+        .await
+        .unwrap();
+    // msg_1 fails for good at NOW: the streak starts.
+    f.store
+        .record_attempts(
+            vec![record(&claimed[0], NextStep::GiveUp, NOW)],
+            NOW.saturating_sub(week),
+        )
+        .await
+        .unwrap();
+    assert!(
+        f.store
+            .get_webhook(a, "ep_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    // A week later msg_2 fails too: every delivery failed for a week.
+    let later = NOW.saturating_add(week);
+    let retry = NextStep::RetryAt(later.saturating_add(week));
+    f.store
+        .record_attempts(
+            vec![record(&claimed[1], retry, later)],
+            later.saturating_sub(week),
+        )
+        .await
+        .unwrap();
+    let ep = f.store.get_webhook(a, "ep_1").await.unwrap().unwrap();
+    assert!(!ep.enabled);
+    assert!(
+        ep.disabled_reason
+            .unwrap()
+            .starts_with("every delivery has failed since")
+    );
+    // Disabled endpoints get nothing.
+    let far = later.saturating_add(week).saturating_add(week);
+    assert!(
+        f.store
+            .claim_deliveries(far, far, room(10, &[]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Re-enabled, and the failed message re-queued.
+    let enable: endusers_store::EndpointMutation = Box::new(|e| {
+        e.enabled = true;
+        e.disabled_reason = None;
+        e.failing_since = None;
+    });
+    f.store.update_webhook(a, "ep_1", enable).await.unwrap();
+    assert_eq!(
+        f.store
+            .recover_deliveries(a, "ep_1", NOW, far)
+            .await
+            .unwrap(),
+        1
+    );
+    let requeued = f
+        .store
+        .claim_deliveries(far, far, room(10, &[]))
+        .await
+        .unwrap();
+    assert_eq!(requeued.len(), 2, "the recovered one and the pending retry");
+}
+
+async fn gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue(f: Fixture) {
+    let a = f.default_agent().await;
+    f.store
+        .create_webhook(endpoint(a, "ep_1", &[]))
+        .await
+        .unwrap();
+    f.store
+        .create_end_user(
+            f.user(a, json!({})),
+            Vec::new(),
+            vec![event("m", EventType::EndUserCreated, NOW)],
+        )
+        .await
+        .unwrap();
+    let claimed = f
+        .store
+        .claim_deliveries(NOW, NOW, room(10, &[]))
+        .await
+        .unwrap();
+    let gone = NextStep::DisableEndpoint("the endpoint answered 410 Gone".into());
+    f.store
+        .record_attempts(vec![record(&claimed[0], gone, NOW)], NOW)
+        .await
+        .unwrap();
+    let ep = f.store.get_webhook(a, "ep_1").await.unwrap().unwrap();
+    assert_eq!(
+        (ep.enabled, ep.disabled_reason.as_deref()),
+        (false, Some("the endpoint answered 410 Gone"))
+    );
+    assert!(f.store.delete_webhook(a, "ep_1").await.unwrap());
+    assert_eq!(f.store.delivery_counts().await.unwrap(), (0, 0, 0));
+    assert!(f.store.list_webhooks(a, None, 10).await.unwrap().is_empty());
+}
+
 async fn closing_refuses_later_calls(f: Fixture) {
     f.store.close().await;
     assert!(matches!(f.store.ping().await, Err(StoreError::Closed)));
@@ -520,6 +881,10 @@ suite!(sqlite:
     an_existing_external_id_stores_no_sensitive_values,
     deleting_a_user_deletes_its_sensitive_values,
     resealing_replaces_only_values_not_rewritten_meanwhile,
+    events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction,
+    attempts_move_deliveries_and_track_the_failing_streak,
+    a_week_of_failures_disables_the_endpoint_and_recover_requeues,
+    gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue,
 );
 
 #[tokio::test]

@@ -9,8 +9,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use endusers_core::wire::{CreateEndUserRequest, UpdateEndUserRequest};
-use endusers_core::{AgentId, EndUser, EndUserChanges, EndUserId, ExternalId, Timestamp};
-use endusers_store::{Created, Mutation, SensitiveChange};
+use endusers_core::{
+    AgentId, EndUser, EndUserChanges, EndUserId, EventType, ExternalId, OutboxEvent, Timestamp,
+};
+use endusers_store::{Applied, Created, Mutation, SensitiveChange};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -66,10 +68,25 @@ pub async fn create(
     let id = state.new_end_user_id(now);
     let user = EndUser::create(caller.agent, id, &changes, now, &state.config.policy)?;
     let sensitive = sealed_changes(&state, &changes, caller.agent, id, now);
-    Ok(match state.store.create_end_user(user, sensitive).await? {
-        Created::New(user) => (StatusCode::CREATED, Json(user)).into_response(),
-        Created::Existing(user) => (StatusCode::OK, Json(user)).into_response(),
-    })
+    let created = OutboxEvent::end_user(
+        EventType::EndUserCreated,
+        &user,
+        state.new_prefixed_id("msg_", now),
+        now,
+    );
+    Ok(
+        match state
+            .store
+            .create_end_user(user, sensitive, vec![created])
+            .await?
+        {
+            Created::New(user) => {
+                state.webhook_wakeup.notify_one();
+                (StatusCode::CREATED, Json(user)).into_response()
+            }
+            Created::Existing(user) => (StatusCode::OK, Json(user)).into_response(),
+        },
+    )
 }
 
 /// Get one end user.
@@ -116,16 +133,32 @@ pub async fn update(
     let changes = EndUserChanges::from_update(request)?;
     let now = state.clock.now();
     let sensitive = sealed_changes(&state, &changes, caller.agent, id, now);
-    let policy = Arc::clone(&state.config);
-    let mutation: Mutation =
-        Box::new(move |user: &mut EndUser| user.apply(&changes, now, &policy.policy));
+    let config = Arc::clone(&state.config);
+    let message_id = state.new_prefixed_id("msg_", now);
+    let mutation: Mutation = Box::new(move |user: &mut EndUser| {
+        let change = user.apply(&changes, now, &config.policy)?;
+        // Only a change integrators can see is announced.
+        let events = if change.notify {
+            vec![OutboxEvent::end_user(
+                EventType::EndUserUpdated,
+                user,
+                message_id,
+                now,
+            )]
+        } else {
+            Vec::new()
+        };
+        Ok(Applied { change, events })
+    });
     let updated = state
         .store
         .update_end_user(caller.agent, id, mutation, sensitive)
-        .await?;
-    updated
-        .map(|u| Json(u.user))
-        .ok_or(ApiError::NotFound(NOT_FOUND))
+        .await?
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    if updated.change.notify {
+        state.webhook_wakeup.notify_one();
+    }
+    Ok(Json(updated.user))
 }
 
 /// Delete an end user (an extension to Ada's API).

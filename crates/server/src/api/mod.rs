@@ -4,6 +4,7 @@
 
 pub mod end_users;
 pub mod health;
+pub mod webhooks;
 
 use axum::Router;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -24,6 +25,7 @@ use crate::AppState;
     modifiers(&BearerAuth),
     tags(
         (name = "end-users", description = "End-user profiles"),
+        (name = "webhooks", description = "Signed event deliveries to your endpoints"),
         (name = "operations", description = "Health and readiness"),
     ),
     components(schemas(crate::error::ErrorEnvelope))

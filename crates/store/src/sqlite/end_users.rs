@@ -6,7 +6,7 @@ use endusers_core::{
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
-use crate::{Created, Mutation, StoreError, Updated};
+use crate::{Applied, Created, Mutation, StoreError};
 
 const COLUMNS: &str =
     "agent_id, id, external_id, first_name, last_name, display_name, avatar, email,
@@ -172,12 +172,12 @@ pub(super) fn update(
     agent: AgentId,
     id: EndUserId,
     mutation: Mutation,
-) -> Result<Option<Updated>, StoreError> {
+) -> Result<Option<(EndUser, Applied)>, StoreError> {
     let Some(mut user) = get(conn, agent, id)? else {
         return Ok(None);
     };
-    let change = mutation(&mut user)?;
-    if change.stored {
+    let applied = mutation(&mut user)?;
+    if applied.change.stored {
         write_row(conn, UPDATE, &user).map_err(|e| {
             if is_unique_violation(&e) {
                 StoreError::Conflict("external_id")
@@ -186,7 +186,7 @@ pub(super) fn update(
             }
         })?;
     }
-    Ok(Some(Updated { user, change }))
+    Ok(Some((user, applied)))
 }
 
 pub(super) fn delete(conn: &Connection, agent: AgentId, id: EndUserId) -> Result<bool, StoreError> {

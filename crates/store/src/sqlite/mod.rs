@@ -9,6 +9,7 @@ mod end_users;
 mod keys;
 mod migrations;
 mod sensitive;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -16,13 +17,14 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use endusers_core::{AgentHandle, AgentId, EndUser, EndUserId, ExternalId, Timestamp};
+use endusers_core::{AgentHandle, AgentId, EndUser, EndUserId, ExternalId, OutboxEvent, Timestamp};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use crate::{
-    Agent, ApiKeyRecord, Created, Mutation, NewApiKey, OwnedSealedValue, SealedValue,
-    SensitiveChange, Store, StoreError, Updated,
+    Agent, ApiKeyRecord, Attempt, AttemptRecord, Claim, Created, Delivery, EndpointMutation,
+    Mutation, NewApiKey, OwnedSealedValue, SealedValue, SensitiveChange, Store, StoreError,
+    Updated, WebhookEndpoint,
 };
 use writer::{Job, Message};
 
@@ -212,11 +214,13 @@ impl Store for SqliteStore {
         &self,
         user: EndUser,
         sensitive: Vec<SensitiveChange>,
+        events: Vec<OutboxEvent>,
     ) -> Result<Created, StoreError> {
         self.write(move |conn| {
             let created = end_users::create(conn, user)?;
             if let Created::New(user) = &created {
                 sensitive::apply(conn, user.agent_id, user.end_user_id, &sensitive)?;
+                webhooks::record_events(conn, user.agent_id, &events)?;
             }
             Ok(created)
         })
@@ -259,11 +263,15 @@ impl Store for SqliteStore {
         sensitive: Vec<SensitiveChange>,
     ) -> Result<Option<Updated>, StoreError> {
         self.write(move |conn| {
-            let updated = end_users::update(conn, agent, id, mutation)?;
-            if updated.is_some() {
-                sensitive::apply(conn, agent, id, &sensitive)?;
-            }
-            Ok(updated)
+            let Some((user, applied)) = end_users::update(conn, agent, id, mutation)? else {
+                return Ok(None);
+            };
+            sensitive::apply(conn, agent, id, &sensitive)?;
+            webhooks::record_events(conn, agent, &applied.events)?;
+            Ok(Some(Updated {
+                user,
+                change: applied.change,
+            }))
         })
         .await
     }
@@ -315,6 +323,96 @@ impl Store for SqliteStore {
 
     async fn count_sensitive_values_by_key(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(sensitive::count_by_key_id).await
+    }
+
+    async fn create_webhook(&self, endpoint: WebhookEndpoint) -> Result<(), StoreError> {
+        self.write(move |conn| webhooks::create_endpoint(conn, &endpoint))
+            .await
+    }
+
+    async fn get_webhook(
+        &self,
+        agent: AgentId,
+        id: &str,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| webhooks::get_endpoint(conn, agent, &id))
+            .await
+    }
+
+    async fn list_webhooks(
+        &self,
+        agent: AgentId,
+        from: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        let from = from.map(str::to_owned);
+        self.read(move |conn| webhooks::list_endpoints(conn, agent, from.as_deref(), limit))
+            .await
+    }
+
+    async fn update_webhook(
+        &self,
+        agent: AgentId,
+        id: &str,
+        mutation: EndpointMutation,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| webhooks::update_endpoint(conn, agent, &id, mutation))
+            .await
+    }
+
+    async fn delete_webhook(&self, agent: AgentId, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| webhooks::delete_endpoint(conn, agent, &id))
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        claim: Claim,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.write(move |conn| webhooks::claim_deliveries(conn, now, lease_until, &claim))
+            .await
+    }
+
+    async fn record_attempts(
+        &self,
+        records: Vec<AttemptRecord>,
+        disable_if_failing_since: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| webhooks::record_attempts(conn, &records, disable_if_failing_since))
+            .await
+    }
+
+    async fn list_attempts(
+        &self,
+        agent: AgentId,
+        endpoint: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.read(move |conn| webhooks::list_attempts(conn, agent, &endpoint, before, limit))
+            .await
+    }
+
+    async fn recover_deliveries(
+        &self,
+        agent: AgentId,
+        endpoint: &str,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.write(move |conn| webhooks::recover(conn, agent, &endpoint, since, now))
+            .await
+    }
+
+    async fn delivery_counts(&self) -> Result<(u64, u64, u64), StoreError> {
+        self.read(webhooks::delivery_counts).await
     }
 
     async fn close(&self) {

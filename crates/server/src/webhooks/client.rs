@@ -1,0 +1,70 @@
+//! The HTTP client deliveries go out through. Its resolver is the SSRF
+//! guard: every address a host name resolves to must be public, and those
+//! are the addresses dialled, so a name cannot pass a check and then be
+//! re-resolved to something private. Redirects are never followed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use super::WebhookSettings;
+use super::ssrf;
+
+/// Resolves with the system resolver and refuses any answer that contains
+/// a non-public address (unless insecure targets are allowed).
+#[derive(Debug, Clone, Copy)]
+struct PublicOnlyResolver {
+    allow_insecure: bool,
+}
+
+impl Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_insecure = self.allow_insecure;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves to no address").into());
+            }
+            if !allow_insecure
+                && let Some(blocked) = addrs.iter().find(|a| !ssrf::is_public(a.ip()))
+            {
+                return Err(format!(
+                    "{host} resolves to {}, which is not a public address",
+                    blocked.ip()
+                )
+                .into());
+            }
+            let addrs: Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+pub fn build(settings: &WebhookSettings) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(PublicOnlyResolver {
+            allow_insecure: settings.allow_insecure,
+        }))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(std::time::Duration::from_secs(10)))
+        .pool_max_idle_per_host(settings.per_endpoint_concurrency)
+        .user_agent(concat!("endusers-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// The check made before every send, for what the resolver never sees: a
+/// URL whose host is an IP literal.
+pub fn check_literal_address(url: &str, allow_insecure: bool) -> Result<(), String> {
+    let (_, host, _) = ssrf::check_url_syntax(url, allow_insecure).map_err(|e| e.to_string())?;
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) if !allow_insecure && !ssrf::is_public(ip) => {
+            Err(format!("{ip} is not a public address"))
+        }
+        _ => Ok(()),
+    }
+}

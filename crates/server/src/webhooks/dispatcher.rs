@@ -1,0 +1,351 @@
+//! Drains the outbox: leases due deliveries, sends each signed, and records
+//! every attempt with what follows from it (done, retry at, give up,
+//! disable the endpoint).
+//!
+//! Isolation: each endpoint has its own number of slots, and a delivery is
+//! only leased when a slot is free, so an endpoint that hangs fills its own
+//! slots and nobody else's. A write that queues deliveries wakes the
+//! dispatcher at once; a poll catches retries that come due and anything a
+//! crashed process left leased.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use endusers_core::{RetrySchedule, Timestamp};
+use endusers_store::{AttemptRecord, Claim, Delivery, NextStep};
+use rand::Rng;
+use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::signature::{self, EndpointSecret};
+use super::{WebhookSettings, client};
+use crate::AppState;
+
+/// Deliveries taken per lease at most.
+const CLAIM_BATCH: usize = 1024;
+/// Attempts recorded per transaction at most.
+const RECORD_BATCH: usize = 2048;
+
+/// Deliveries in flight, per endpoint and in all.
+#[derive(Default)]
+struct InFlight {
+    per_endpoint: HashMap<String, usize>,
+    total: usize,
+}
+
+impl InFlight {
+    fn claim(&self, settings: &WebhookSettings) -> Claim {
+        Claim {
+            limit: settings
+                .concurrency
+                .saturating_sub(self.total)
+                .min(CLAIM_BATCH),
+            default_slots: settings.per_endpoint_concurrency,
+            free_slots: self
+                .per_endpoint
+                .iter()
+                .map(|(id, n)| {
+                    (
+                        id.clone(),
+                        settings.per_endpoint_concurrency.saturating_sub(*n),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn start(&mut self, endpoint: &str) {
+        *self.per_endpoint.entry(endpoint.to_owned()).or_default() += 1;
+        self.total += 1;
+    }
+
+    fn finish(&mut self, endpoint: &str) {
+        if let Some(n) = self.per_endpoint.get_mut(endpoint) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_endpoint.remove(endpoint);
+            }
+        }
+        self.total = self.total.saturating_sub(1);
+    }
+}
+
+fn lock(in_flight: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
+    match in_flight.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Runs until `stop` turns true, then lets in-flight deliveries finish
+/// (each is bounded by the webhook timeout) and records them.
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let settings = state.config.webhooks.clone();
+    let client = match client::build(&settings) {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot build the webhook HTTP client; webhooks will not be delivered");
+            return;
+        }
+    };
+    let in_flight = Arc::new(Mutex::new(InFlight::default()));
+    let (records, recorded) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(record_attempts(state.clone(), recorded));
+    // Leases outlast the longest attempt, so a delivery in flight is never
+    // handed out twice; after a crash it is taken again once they lapse.
+    let lease = settings.timeout + Duration::from_secs(30);
+
+    loop {
+        let claim = lock(&in_flight).claim(&settings);
+        let mut took = 0;
+        if claim.limit > 0 {
+            let now = state.clock.now();
+            match state
+                .store
+                .claim_deliveries(now, now.saturating_add(lease), claim.clone())
+                .await
+            {
+                Ok(deliveries) => {
+                    took = deliveries.len();
+                    for delivery in deliveries {
+                        lock(&in_flight).start(&delivery.endpoint_id);
+                        let task = Attempt {
+                            state: state.clone(),
+                            client: client.clone(),
+                            in_flight: Arc::clone(&in_flight),
+                            records: records.clone(),
+                            wakeup: Arc::clone(&state.webhook_wakeup),
+                        };
+                        tokio::spawn(task.deliver(delivery));
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "claiming webhook deliveries failed"),
+            }
+        }
+        // A full batch means more may be waiting: go again at once.
+        if took > 0 && took == claim.limit {
+            continue;
+        }
+        tokio::select! {
+            () = state.webhook_wakeup.notified() => {}
+            () = tokio::time::sleep(settings.poll_interval) => {}
+            _ = stop.changed() => break,
+        }
+    }
+
+    let deadline = Instant::now() + settings.timeout + Duration::from_secs(1);
+    while lock(&in_flight).total > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(records);
+    let _ = recorder.await;
+}
+
+/// Writes attempts in batches: whatever has finished since the last write.
+async fn record_attempts(state: AppState, mut recorded: mpsc::UnboundedReceiver<AttemptRecord>) {
+    let disable_after = state.config.webhooks.disable_after;
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while recorded.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let disable_if_failing_since = state.clock.now().saturating_sub(disable_after);
+        let records = std::mem::take(&mut batch);
+        if let Err(err) = state
+            .store
+            .record_attempts(records, disable_if_failing_since)
+            .await
+        {
+            // The leases lapse and the deliveries are sent again: at least
+            // once, never lost.
+            tracing::error!(error = %err, "recording webhook attempts failed");
+        }
+    }
+}
+
+struct Attempt {
+    state: AppState,
+    client: reqwest::Client,
+    in_flight: Arc<Mutex<InFlight>>,
+    records: mpsc::UnboundedSender<AttemptRecord>,
+    wakeup: Arc<Notify>,
+}
+
+/// What one HTTP exchange came to.
+struct Outcome {
+    status: Option<u16>,
+    error: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+impl Attempt {
+    async fn deliver(self, delivery: Delivery) {
+        let settings = &self.state.config.webhooks;
+        let started = Instant::now();
+        let outcome = self.send(&delivery).await;
+        let at = self.state.clock.now();
+        let attempt = delivery.attempts + 1;
+        let next = next_step(&outcome, attempt, at, &settings.retry_schedule);
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if !matches!(next, NextStep::Delivered) {
+            tracing::debug!(
+                endpoint = %delivery.endpoint_id, message = %delivery.message_id, attempt,
+                status = ?outcome.status, error = ?outcome.error, "webhook delivery failed"
+            );
+        }
+        let record = AttemptRecord {
+            agent_id: delivery.agent_id,
+            endpoint_id: delivery.endpoint_id.clone(),
+            message_id: delivery.message_id,
+            event_type: delivery.event_type,
+            attempt,
+            status_code: outcome.status,
+            error: outcome.error,
+            duration_ms,
+            at,
+            next,
+        };
+        let _ = self.records.send(record);
+        lock(&self.in_flight).finish(&delivery.endpoint_id);
+        self.wakeup.notify_one();
+    }
+
+    async fn send(&self, delivery: &Delivery) -> Outcome {
+        let failed = |error: String| Outcome {
+            status: None,
+            error: Some(error),
+            retry_after: None,
+        };
+        let settings = &self.state.config.webhooks;
+        if let Err(refused) = client::check_literal_address(&delivery.url, settings.allow_insecure)
+        {
+            return failed(refused);
+        }
+        let mut secrets = Vec::with_capacity(2);
+        for text in std::iter::once(&delivery.secret).chain(delivery.previous_secret.as_ref()) {
+            match EndpointSecret::parse(text) {
+                Ok(secret) => secrets.push(secret),
+                Err(err) => {
+                    return failed(format!("the endpoint's signing secret is unusable: {err}"));
+                }
+            }
+        }
+        let timestamp = self.state.clock.now().as_micros().div_euclid(1_000_000);
+        let body = delivery.payload.as_bytes();
+        let refs: Vec<&EndpointSecret> = secrets.iter().collect();
+        let signature = signature::signature_header(&refs, &delivery.message_id, timestamp, body);
+        let timestamp = timestamp.to_string();
+        let request = self
+            .client
+            .post(&delivery.url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header("webhook-id", &delivery.message_id)
+            .header("webhook-timestamp", &timestamp)
+            .header("webhook-signature", &signature)
+            .header("svix-id", &delivery.message_id)
+            .header("svix-timestamp", &timestamp)
+            .header("svix-signature", &signature)
+            .body(delivery.payload.clone());
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Outcome {
+                    status: Some(status.as_u16()),
+                    error: (!status.is_success())
+                        .then(|| format!("the endpoint answered {status}")),
+                    retry_after,
+                }
+            }
+            Err(err) => failed(describe(&err)),
+        }
+    }
+}
+
+/// Says why a request failed without internals (and without the URL's
+/// query, which may carry a token).
+fn describe(err: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    let mut deepest = String::new();
+    while let Some(e) = source {
+        deepest = e.to_string();
+        source = e.source();
+    }
+    if err.is_timeout() {
+        "timed out".to_owned()
+    } else if err.is_connect() {
+        format!("could not connect: {deepest}")
+    } else {
+        format!("request failed: {deepest}")
+    }
+}
+
+fn next_step(
+    outcome: &Outcome,
+    attempt: u32,
+    now: Timestamp,
+    schedule: &RetrySchedule,
+) -> NextStep {
+    match outcome.status {
+        Some(status) if (200..300).contains(&status) => return NextStep::Delivered,
+        Some(410) => return NextStep::DisableEndpoint("the endpoint answered 410 Gone".to_owned()),
+        _ => {}
+    }
+    let Some(wait) = schedule.wait_after(attempt, rand::rng().random::<f64>()) else {
+        return NextStep::GiveUp;
+    };
+    let wait = match outcome.status {
+        Some(429 | 503) => RetrySchedule::with_retry_after(wait, outcome.retry_after),
+        _ => wait,
+    };
+    NextStep::RetryAt(now.saturating_add(wait))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: Option<u16>, retry_after: Option<u64>) -> Outcome {
+        Outcome {
+            status,
+            error: None,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn the_answer_decides_what_comes_next() {
+        let now = Timestamp::from_micros(0);
+        let schedule = RetrySchedule::new(vec![Duration::from_secs(10)]);
+        assert_eq!(
+            next_step(&outcome(Some(204), None), 1, now, &schedule),
+            NextStep::Delivered
+        );
+        assert!(matches!(
+            next_step(&outcome(Some(410), None), 1, now, &schedule),
+            NextStep::DisableEndpoint(_)
+        ));
+        assert_eq!(
+            next_step(&outcome(Some(500), None), 2, now, &schedule),
+            NextStep::GiveUp
+        );
+        let NextStep::RetryAt(at) = next_step(&outcome(None, None), 1, now, &schedule) else {
+            panic!("a retry")
+        };
+        assert!((8_000_000..=12_000_000).contains(&at.as_micros()));
+        // Retry-After is honoured within [wait, 2 × wait], only on 429 and 503.
+        let NextStep::RetryAt(at) = next_step(&outcome(Some(429), Some(1000)), 1, now, &schedule)
+        else {
+            panic!("a retry")
+        };
+        assert!((16_000_000..=24_000_000).contains(&at.as_micros()));
+        let NextStep::RetryAt(at) = next_step(&outcome(Some(500), Some(1000)), 1, now, &schedule)
+        else {
+            panic!("a retry")
+        };
+        assert!(at.as_micros() <= 12_000_000);
+    }
+}

@@ -1,0 +1,93 @@
+//! Webhook endpoints, deliveries and attempts as the store keeps them.
+
+use endusers_core::{AgentId, Timestamp};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEndpoint {
+    /// `ep_…`
+    pub id: String,
+    pub agent_id: AgentId,
+    pub url: String,
+    pub description: String,
+    /// Event type names; empty means every type.
+    pub event_filters: Vec<String>,
+    pub enabled: bool,
+    /// `whsec_…`
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<Timestamp>,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A change to one endpoint, computed inside the write transaction.
+pub type EndpointMutation = Box<dyn FnOnce(&mut WebhookEndpoint) + Send>;
+
+/// A delivery a dispatcher has leased, with all it needs to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub agent_id: AgentId,
+    pub endpoint_id: String,
+    pub message_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub url: String,
+    pub secret: String,
+    /// The pre-rotation secret while it still signs.
+    pub previous_secret: Option<String>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub message_created_at: Timestamp,
+}
+
+/// What became of one attempt, as the dispatcher decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub agent_id: AgentId,
+    pub endpoint_id: String,
+    pub message_id: String,
+    pub event_type: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub at: Timestamp,
+    pub next: NextStep,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextStep {
+    Delivered,
+    RetryAt(Timestamp),
+    /// The schedule is spent: the delivery failed for good.
+    GiveUp,
+    /// The receiver said 410 Gone: disable the endpoint now.
+    DisableEndpoint(String),
+}
+
+/// One row of an endpoint's attempt log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub id: i64,
+    pub message_id: String,
+    pub event_type: String,
+    pub attempt: u32,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub created_at: Timestamp,
+}
+
+/// How many deliveries a dispatcher can take on now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Claim {
+    /// At most this many in all.
+    pub limit: usize,
+    /// Free slots of an endpoint with nothing in flight.
+    pub default_slots: usize,
+    /// Free slots of endpoints with deliveries in flight.
+    pub free_slots: std::collections::HashMap<String, usize>,
+}
