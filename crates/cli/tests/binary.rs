@@ -2,140 +2,16 @@
 //! SQLite files, real signals.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{BIN, Server, client, create_key, database_url, endusers};
+
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_endusers");
-
-fn endusers(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .env_remove("ENDUSERS_CONFIG")
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn database_url(dir: &Path) -> String {
-    format!("sqlite://{}", dir.join("data/endusers.db").display())
-}
-
-fn create_key(dir: &Path) -> String {
-    let out = endusers(
-        dir,
-        &[
-            "--database-url",
-            &database_url(dir),
-            "keys",
-            "create",
-            "--name",
-            "ci",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "stdout is exactly the key: {stdout:?}");
-    assert!(lines[0].starts_with("eu_"));
-    lines[0].to_owned()
-}
-
-/// A running `endusers serve` on an ephemeral port.
-struct Server {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .current_dir(dir)
-            .env_remove("ENDUSERS_CONFIG")
-            .env("ENDUSERS_LOG", "info")
-            .args([
-                "--database-url",
-                &database_url(dir),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on ") {
-                    let addr = line[at + 13..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = tx.send(addr);
-                }
-                sink.lock().unwrap().push_str(&line);
-                sink.lock().unwrap().push('\n');
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the server reports its address");
-        Self {
-            child,
-            base: format!("http://{addr}"),
-            log,
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(mut self, within: Duration) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(50));
-                let log = self.log.lock().unwrap().clone();
-                return (status, log);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not stop in {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
 
 #[test]
 fn a_first_start_makes_the_default_agent_and_keys_work_until_revoked() {

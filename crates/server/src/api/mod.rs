@@ -52,7 +52,14 @@ fn documented_routes() -> OpenApiRouter<AppState> {
             end_users::get,
             end_users::update,
             end_users::delete
-        ));
+        ))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::event_types))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::secret))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::attempts))
+        .routes(routes!(webhooks::recover));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api", api)
         .routes(routes!(health::healthz))

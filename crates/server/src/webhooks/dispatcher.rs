@@ -92,9 +92,10 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let in_flight = Arc::new(Mutex::new(InFlight::default()));
     let (records, recorded) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_attempts(state.clone(), recorded));
-    // Leases outlast the longest attempt, so a delivery in flight is never
-    // handed out twice; after a crash it is taken again once they lapse.
-    let lease = settings.timeout + Duration::from_secs(30);
+    // Leases outlast the longest attempt (twice over, for the recording
+    // that follows it), so a delivery in flight is never handed out twice;
+    // after a crash it is taken again once they lapse.
+    let lease = settings.timeout * 2;
 
     loop {
         let claim = lock(&in_flight).claim(&settings);
