@@ -212,6 +212,11 @@ fn kill_dash_nine_mid_burst_loses_no_committed_event_and_every_delivery_verifies
         std::thread::sleep(Duration::from_millis(200));
     };
     let (deliveries, ids) = delivered;
+    eprintln!(
+        "acknowledged {acknowledged} updates, committed {committed} events, {} deliveries of {} distinct ids",
+        deliveries.len(),
+        ids.len()
+    );
     assert_eq!(
         ids.len(),
         committed,
