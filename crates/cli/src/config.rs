@@ -53,6 +53,9 @@ pub struct Settings {
     pub webhook_disable_after: Duration,
     /// Allows http:// and private or loopback webhook targets (development only).
     pub webhooks_allow_insecure: bool,
+    /// Webhook attempts and finished messages older than this are deleted.
+    #[serde(with = "humantime_duration")]
+    pub webhook_retention: Duration,
     /// Deliveries in flight to one endpoint at most.
     pub webhook_endpoint_concurrency: usize,
     /// Deliveries in flight in all at most.
@@ -83,6 +86,7 @@ impl Default for Settings {
             webhook_timeout: Duration::from_secs(15),
             webhook_disable_after: Duration::from_secs(7 * 86_400),
             webhooks_allow_insecure: false,
+            webhook_retention: Duration::from_secs(30 * 86_400),
             webhook_endpoint_concurrency: 32,
             webhook_concurrency: 512,
             shutdown_grace: Duration::from_secs(30),
@@ -133,6 +137,7 @@ impl Settings {
                 timeout: self.webhook_timeout,
                 disable_after: self.webhook_disable_after,
                 allow_insecure: self.webhooks_allow_insecure,
+                retention: self.webhook_retention,
                 per_endpoint_concurrency: self.webhook_endpoint_concurrency.max(1),
                 concurrency: self.webhook_concurrency.max(1),
                 ..WebhookSettings::default()

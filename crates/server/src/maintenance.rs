@@ -9,6 +9,8 @@ use tokio::sync::watch;
 use crate::AppState;
 
 const SWEEP_BATCH: usize = 1000;
+/// Old webhook history is pruned at most this many rows a pass.
+const PRUNE_BATCH: usize = 1000;
 const RESEAL_BATCH: usize = 500;
 /// Re-sealing is spread over ticks so a large backlog does not crowd out
 /// request traffic.
@@ -20,6 +22,7 @@ pub struct Report {
     pub keyring_reloaded: bool,
     pub expired_deleted: usize,
     pub resealed: usize,
+    pub webhook_history_pruned: usize,
 }
 
 /// Remembers what the last pass saw of the key file.
@@ -60,6 +63,16 @@ impl Maintenance {
                 }
             }
         }
+        let before = now.saturating_sub(state.config.webhooks.retention);
+        let boundary = format!("msg_{}", endusers_core::EndUserId::first_at(before));
+        match state
+            .store
+            .prune_webhook_history(before, &boundary, PRUNE_BATCH)
+            .await
+        {
+            Ok(pruned) => report.webhook_history_pruned = pruned,
+            Err(err) => tracing::error!(error = %err, "pruning webhook history failed"),
+        }
         for _ in 0..RESEAL_BATCHES_PER_TICK {
             match state
                 .vault
@@ -78,6 +91,7 @@ impl Maintenance {
             tracing::info!(
                 expired_deleted = report.expired_deleted,
                 resealed = report.resealed,
+                webhook_history_pruned = report.webhook_history_pruned,
                 keyring_reloaded = report.keyring_reloaded,
                 "maintenance pass"
             );

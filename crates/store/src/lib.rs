@@ -177,6 +177,15 @@ pub trait Store: Send + Sync + 'static {
         since: Timestamp,
         now: Timestamp,
     ) -> Result<usize, StoreError>;
+    /// Deletes up to `limit` old attempts and messages (see the SQLite
+    /// backend); returns how many rows went. Message ids below
+    /// `before_message_id` are older than `before`.
+    async fn prune_webhook_history(
+        &self,
+        before: Timestamp,
+        before_message_id: &str,
+        limit: usize,
+    ) -> Result<usize, StoreError>;
     /// (pending, delivered, failed) deliveries, for tests and metrics.
     async fn delivery_counts(&self) -> Result<(u64, u64, u64), StoreError>;
 

@@ -843,6 +843,74 @@ async fn gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue(f: Fixtu
     assert!(f.store.list_webhooks(a, None, 10).await.unwrap().is_empty());
 }
 
+async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
+    let a = f.default_agent().await;
+    f.store
+        .create_webhook(endpoint(a, "ep_1", &[]))
+        .await
+        .unwrap();
+    f.store
+        .create_webhook(endpoint(a, "ep_2", &["v1.end_user.updated"]))
+        .await
+        .unwrap();
+    let events = vec![
+        event("msg_a", EventType::EndUserCreated, NOW),
+        event("msg_b", EventType::EndUserUpdated, NOW),
+        event("msg_z", EventType::EndUserCreated, NOW),
+    ];
+    f.store
+        .create_end_user(f.user(a, json!({})), Vec::new(), events)
+        .await
+        .unwrap();
+    let claimed = f
+        .store
+        .claim_deliveries(NOW, NOW, room(10, &[]))
+        .await
+        .unwrap();
+    // Everything delivered except msg_b to ep_2, which stays pending.
+    let records: Vec<AttemptRecord> = claimed
+        .iter()
+        .filter(|d| !(d.endpoint_id == "ep_2" && d.message_id == "msg_b"))
+        .map(|d| record(d, NextStep::Delivered, NOW))
+        .collect();
+    assert_eq!(records.len(), 3);
+    f.store.record_attempts(records, NOW).await.unwrap();
+    let later = NOW.saturating_add(std::time::Duration::from_secs(1));
+    // msg_a and msg_b are "old" (below msg_m), msg_z is not.
+    let pruned = f
+        .store
+        .prune_webhook_history(later, "msg_m", 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        pruned,
+        3 + 2 + 1,
+        "3 attempts, 2 finished deliveries, 1 message"
+    );
+    assert!(
+        f.store
+            .list_attempts(a, "ep_1", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        f.store.delivery_counts().await.unwrap(),
+        (1, 1, 0),
+        "msg_b's pending delivery and msg_z's"
+    );
+    let still_due = f
+        .store
+        .claim_deliveries(later, later, room(10, &[]))
+        .await
+        .unwrap();
+    assert_eq!(still_due.len(), 1);
+    assert_eq!(
+        still_due[0].message_id, "msg_b",
+        "its message survives the pruning"
+    );
+}
+
 async fn closing_refuses_later_calls(f: Fixture) {
     f.store.close().await;
     assert!(matches!(f.store.ping().await, Err(StoreError::Closed)));
@@ -885,6 +953,7 @@ suite!(sqlite:
     attempts_move_deliveries_and_track_the_failing_streak,
     a_week_of_failures_disables_the_endpoint_and_recover_requeues,
     gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue,
+    old_history_is_pruned_but_pending_deliveries_are_kept,
 );
 
 #[tokio::test]

@@ -27,6 +27,8 @@ pub struct WebhookSettings {
     pub concurrency: usize,
     /// How often the outbox is looked at when no write has signalled it.
     pub poll_interval: Duration,
+    /// Attempts and finished messages older than this are deleted.
+    pub retention: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -39,6 +41,7 @@ impl Default for WebhookSettings {
             per_endpoint_concurrency: 32,
             concurrency: 512,
             poll_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(30 * 86_400),
         }
     }
 }

@@ -411,6 +411,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn prune_webhook_history(
+        &self,
+        before: Timestamp,
+        before_message_id: &str,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let boundary = before_message_id.to_owned();
+        self.write(move |conn| webhooks::prune_history(conn, before, &boundary, limit))
+            .await
+    }
+
     async fn delivery_counts(&self) -> Result<(u64, u64, u64), StoreError> {
         self.read(webhooks::delivery_counts).await
     }

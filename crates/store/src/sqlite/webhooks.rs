@@ -392,3 +392,38 @@ pub(super) fn delivery_counts(conn: &Connection) -> Result<(u64, u64, u64), Stor
     }
     Ok((counts[0], counts[1], counts[2]))
 }
+
+/// Deletes up to `limit` attempts and up to `limit` messages older than
+/// `before`, with their finished deliveries. A message that still has a
+/// pending delivery (to a disabled endpoint, say) is kept. Message ids sort
+/// by creation, so `before_message_id` bounds the old ones.
+pub(super) fn prune_history(
+    conn: &Connection,
+    before: Timestamp,
+    before_message_id: &str,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut pruned = conn
+        .prepare_cached(
+            "DELETE FROM webhook_attempts WHERE id IN
+                 (SELECT id FROM webhook_attempts WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
+        )?
+        .execute(params![before.as_micros(), limit])?;
+    let old: Vec<String> = conn
+        .prepare_cached("SELECT id FROM webhook_messages WHERE id < ?1 ORDER BY id LIMIT ?2")?
+        .query_map(params![before_message_id, limit], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in old {
+        pruned += conn
+            .prepare_cached("DELETE FROM webhook_deliveries WHERE message_id = ?1 AND state <> 0")?
+            .execute([&id])?;
+        pruned += conn
+            .prepare_cached(
+                "DELETE FROM webhook_messages WHERE id = ?1
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE message_id = ?1)",
+            )?
+            .execute([&id])?;
+    }
+    Ok(pruned)
+}
