@@ -1,7 +1,7 @@
 //! A distinctive secret written through the API must appear nowhere but in
-//! its ciphertext: not in any response (success or error), not in any log
-//! line at TRACE level, not in the raw bytes of the database, its WAL or
-//! the key file.
+//! its ciphertext: not in any response (success or error), not in any
+//! webhook delivery, not in any log line at TRACE level, not in the raw
+//! bytes of the database, its WAL or the key file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,8 +9,10 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::receiver::Receiver;
 use common::{TestApp, USERS};
 use endusers_core::SensitiveValue;
+use endusers_server::ServerConfig;
 use endusers_server::maintenance::Maintenance;
 use reqwest::Method;
 use serde_json::json;
@@ -46,7 +48,15 @@ async fn a_secret_never_leaves_the_vault() {
         .init();
 
     let secret = format!("S3CRET-{:016x}", rand_u64());
-    let app = TestApp::spawn().await;
+    let mut config = ServerConfig::default();
+    config.webhooks.allow_insecure = true;
+    config.webhooks.poll_interval = Duration::from_millis(50);
+    let app = TestApp::spawn_with(config).await;
+    let receiver = Receiver::start().await;
+    let subscribed = app
+        .post("/api/v2/webhooks/", &json!({"url": receiver.url("/ok")}))
+        .await;
+    assert_eq!(subscribed.status, 201, "{}", subscribed.text);
     let mut answers: Vec<String> = Vec::new();
     let mut record = |response: common::TestResponse| {
         answers.push(format!(
@@ -141,6 +151,13 @@ async fn a_secret_never_leaves_the_vault() {
     );
     assert_eq!(too_large.status, 413);
 
+    // A visible change, so an updated event carries the whole profile.
+    let visible = record(
+        app.patch(&path, &json!({"profile": {"last_name": "Lovelace"}}))
+            .await,
+    );
+    assert_eq!(visible.status, 200);
+
     // Reads of every kind.
     record(app.get(&path).await);
     record(app.get(USERS).await);
@@ -156,6 +173,21 @@ async fn a_secret_never_leaves_the_vault() {
     key_file.rotate().unwrap();
     let report = Maintenance::new().run_once(&app.state).await;
     assert_eq!(report.resealed, 3);
+
+    let deliveries = receiver.wait_count("/ok", 2, Duration::from_secs(10)).await;
+    let types: Vec<String> = deliveries.iter().map(|d| d.event_type()).collect();
+    assert_eq!(
+        types,
+        ["v1.end_user.created", "v1.end_user.updated"],
+        "no event for the sensitive-only change"
+    );
+    for delivery in &deliveries {
+        assert!(
+            !contains(&delivery.body, &secret),
+            "a webhook body contains the secret"
+        );
+        assert!(!format!("{:?}", delivery.headers).contains(&secret));
+    }
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     let log = logs.0.lock().unwrap().clone();

@@ -48,7 +48,7 @@ fn sealed_changes(
 
 /// Create an end user, or return the one that already has this `external_id`.
 #[utoipa::path(
-    post, path = "/v2/end-users", tag = "end-users",
+    post, path = "/v2/end-users", operation_id = "create-end-user", tag = "end-users",
     request_body(content = CreateEndUserRequest, description = "Optional: an empty body creates a blank user."),
     responses(
         (status = 201, description = "Created", body = EndUser),
@@ -91,7 +91,7 @@ pub async fn create(
 
 /// Get one end user.
 #[utoipa::path(
-    get, path = "/v2/end-users/{end_user_id}", tag = "end-users",
+    get, path = "/v2/end-users/{end_user_id}", operation_id = "get-end-user-by-id", tag = "end-users",
     params(("end_user_id" = String, Path, description = "The user's id")),
     responses(
         (status = 200, body = EndUser),
@@ -111,7 +111,7 @@ pub async fn get(
 
 /// Update an end user with a JSON Merge Patch of its profile.
 #[utoipa::path(
-    patch, path = "/v2/end-users/{end_user_id}", tag = "end-users",
+    patch, path = "/v2/end-users/{end_user_id}", operation_id = "patch-end-user-by-id", tag = "end-users",
     params(("end_user_id" = String, Path, description = "The user's id")),
     request_body(content = UpdateEndUserRequest),
     responses(
@@ -163,7 +163,7 @@ pub async fn update(
 
 /// Delete an end user (an extension to Ada's API).
 #[utoipa::path(
-    delete, path = "/v2/end-users/{end_user_id}", tag = "end-users",
+    delete, path = "/v2/end-users/{end_user_id}", operation_id = "delete-end-user", tag = "end-users",
     params(("end_user_id" = String, Path, description = "The user's id")),
     responses(
         (status = 204, description = "Deleted"),
@@ -213,7 +213,7 @@ pub enum ListEndUsersResponse {
 
 /// List end users in creation order, or look one up by `external_id`.
 #[utoipa::path(
-    get, path = "/v2/end-users", tag = "end-users",
+    get, path = "/v2/end-users", operation_id = "get-end-users", tag = "end-users",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of users, or with external_id the one user", body = ListEndUsersResponse),

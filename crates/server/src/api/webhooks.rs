@@ -130,7 +130,7 @@ async fn find(state: &AppState, caller: Caller, id: &str) -> Result<WebhookEndpo
 
 /// Subscribe an endpoint to events.
 #[utoipa::path(
-    post, path = "/v2/webhooks", tag = "webhooks",
+    post, path = "/v2/webhooks", operation_id = "create-webhook", tag = "webhooks",
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, body = Webhook),
@@ -197,7 +197,7 @@ pub struct WebhookPage {
 
 /// List the agent's webhook endpoints.
 #[utoipa::path(
-    get, path = "/v2/webhooks", tag = "webhooks", params(PageQuery),
+    get, path = "/v2/webhooks", operation_id = "list-webhooks", tag = "webhooks", params(PageQuery),
     responses((status = 200, body = WebhookPage), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
 )]
@@ -227,7 +227,7 @@ pub async fn list(
 
 /// Get one webhook endpoint.
 #[utoipa::path(
-    get, path = "/v2/webhooks/{id}", tag = "webhooks",
+    get, path = "/v2/webhooks/{id}", operation_id = "get-webhook", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     responses((status = 200, body = Webhook), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
@@ -242,7 +242,7 @@ pub async fn get(
 
 /// Change a webhook endpoint; only the fields given change.
 #[utoipa::path(
-    patch, path = "/v2/webhooks/{id}", tag = "webhooks",
+    patch, path = "/v2/webhooks/{id}", operation_id = "update-webhook", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     request_body = UpdateWebhookRequest,
     responses(
@@ -296,7 +296,7 @@ pub async fn update(
 
 /// Delete a webhook endpoint and its queue.
 #[utoipa::path(
-    delete, path = "/v2/webhooks/{id}", tag = "webhooks",
+    delete, path = "/v2/webhooks/{id}", operation_id = "delete-webhook", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
@@ -322,7 +322,7 @@ pub struct WebhookSecret {
 
 /// Get the endpoint's signing secret.
 #[utoipa::path(
-    get, path = "/v2/webhooks/{id}/secret", tag = "webhooks",
+    get, path = "/v2/webhooks/{id}/secret", operation_id = "get-webhook-secret", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     responses((status = 200, body = WebhookSecret), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
@@ -352,7 +352,7 @@ pub struct Empty {}
 /// Rotate the signing secret. For 24 hours deliveries carry signatures by
 /// both the new and the old secret.
 #[utoipa::path(
-    post, path = "/v2/webhooks/{id}/secret/rotate", tag = "webhooks",
+    post, path = "/v2/webhooks/{id}/secret/rotate", operation_id = "rotate-webhook-secret", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     request_body = RotateSecretRequest,
     responses(
@@ -402,7 +402,7 @@ pub struct EventTypeList {
 
 /// The event types an endpoint can subscribe to.
 #[utoipa::path(
-    get, path = "/v2/webhooks/event-types", tag = "webhooks",
+    get, path = "/v2/webhooks/event-types", operation_id = "list-webhook-event-types", tag = "webhooks",
     responses((status = 200, body = EventTypeList), (status = 401, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
 )]
@@ -458,7 +458,7 @@ pub struct AttemptPage {
 
 /// The endpoint's delivery attempts, newest first (an extension).
 #[utoipa::path(
-    get, path = "/v2/webhooks/{id}/attempts", tag = "webhooks",
+    get, path = "/v2/webhooks/{id}/attempts", operation_id = "list-webhook-attempts", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id"), PageQuery),
     responses(
         (status = 200, body = AttemptPage), (status = 400, body = ErrorEnvelope),
@@ -516,7 +516,7 @@ pub struct Recovered {
 
 /// Send again every message that failed for good since a time (an extension).
 #[utoipa::path(
-    post, path = "/v2/webhooks/{id}/recover", tag = "webhooks",
+    post, path = "/v2/webhooks/{id}/recover", operation_id = "recover-webhook-messages", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     request_body = RecoverRequest,
     responses(

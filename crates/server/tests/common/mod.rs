@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod receiver;
+
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
