@@ -39,6 +39,10 @@ pub struct Settings {
     /// How long a sensitive value lives after it was written.
     #[serde(with = "humantime_duration")]
     pub sensitive_ttl: Duration,
+    /// A user made by POST /v2/end-users/ that no conversation uses within
+    /// this is deleted.
+    #[serde(with = "humantime_duration")]
+    pub orphan_ttl: Duration,
     /// How often expired values are swept and retired keys' values re-sealed.
     #[serde(with = "humantime_duration")]
     pub maintenance_interval: Duration,
@@ -81,6 +85,7 @@ impl Default for Settings {
             master_key: None,
             retired_master_keys: Vec::new(),
             sensitive_ttl: Duration::from_secs(24 * 3600),
+            orphan_ttl: Duration::from_secs(24 * 3600),
             maintenance_interval: Duration::from_secs(10),
             webhook_retry_schedule: RetrySchedule::standard().waits().to_vec(),
             webhook_timeout: Duration::from_secs(15),
@@ -131,6 +136,7 @@ impl Settings {
                 volatile_keys: VolatileKeys::new(&self.volatile_metadata_keys),
             },
             maintenance_interval: self.maintenance_interval,
+            orphan_ttl: self.orphan_ttl,
             key_file: None,
             webhooks: WebhookSettings {
                 retry_schedule: RetrySchedule::new(self.webhook_retry_schedule.clone()),

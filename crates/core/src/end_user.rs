@@ -28,6 +28,11 @@ pub struct EndUser {
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub version: i64,
+    /// A user made by `POST /v2/end-users/` is deleted at this time unless a
+    /// conversation uses it first; `None` once one has. Never shown.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub orphan_until: Option<Timestamp>,
     /// The agent the user belongs to; never shown.
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
@@ -75,6 +80,7 @@ impl EndUser {
             created_at: now,
             updated_at: now,
             version: 1,
+            orphan_until: None,
             agent_id,
         }
     }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::conversation::{Conversation, ScalarMap};
 use crate::end_user::EndUser;
 use crate::time::Timestamp;
 
@@ -10,16 +11,25 @@ use crate::time::Timestamp;
 pub enum EventType {
     EndUserCreated,
     EndUserUpdated,
+    ConversationCreated,
+    ConversationEnded,
 }
 
 impl EventType {
     /// Every event type, in catalog order.
-    pub const ALL: [Self; 2] = [Self::EndUserCreated, Self::EndUserUpdated];
+    pub const ALL: [Self; 4] = [
+        Self::EndUserCreated,
+        Self::EndUserUpdated,
+        Self::ConversationCreated,
+        Self::ConversationEnded,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::EndUserCreated => "v1.end_user.created",
             Self::EndUserUpdated => "v1.end_user.updated",
+            Self::ConversationCreated => "v1.conversation.created",
+            Self::ConversationEnded => "v1.conversation.ended",
         }
     }
 
@@ -30,6 +40,8 @@ impl EventType {
                 "A visible value of an end user's profile changed (not system properties, \
                  sensitive metadata or volatile metavariables)."
             }
+            Self::ConversationCreated => "A conversation started on a custom channel.",
+            Self::ConversationEnded => "A conversation was ended.",
         }
     }
 
@@ -59,6 +71,18 @@ struct Payload<'a, D: Serialize> {
     tags: [&'a str; 1],
 }
 
+/// What conversation events carry.
+#[derive(Serialize)]
+struct ConversationData<'a> {
+    conversation_id: String,
+    channel_id: String,
+    end_user_id: Option<String>,
+    metadata: &'a ScalarMap,
+    created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<Timestamp>,
+}
+
 /// The user as the API shows it, plus `version` so receivers can drop
 /// events older than one they already applied.
 #[derive(Serialize)]
@@ -85,6 +109,38 @@ impl OutboxEvent {
             id,
             event_type,
             // Strings, integers, booleans and maps always serialize.
+            payload: serde_json::to_string(&payload).unwrap_or_default(),
+            created_at: now,
+        }
+    }
+}
+
+impl OutboxEvent {
+    /// `v1.conversation.created` (no `ended_at`) or `v1.conversation.ended`.
+    pub fn conversation(
+        event_type: EventType,
+        conversation: &Conversation,
+        id: String,
+        now: Timestamp,
+    ) -> Self {
+        let conversation_id = conversation.id.to_string();
+        let ended = matches!(event_type, EventType::ConversationEnded);
+        let payload = Payload {
+            event_type: event_type.name(),
+            timestamp: now.to_rfc3339_millis(),
+            data: ConversationData {
+                conversation_id: conversation_id.clone(),
+                channel_id: conversation.channel_id.to_string(),
+                end_user_id: conversation.end_user_id.map(|id| id.to_string()),
+                metadata: &conversation.metadata,
+                created_at: conversation.created_at,
+                ended_at: ended.then_some(conversation.updated_at),
+            },
+            tags: [&conversation_id],
+        };
+        Self {
+            id,
+            event_type,
             payload: serde_json::to_string(&payload).unwrap_or_default(),
             created_at: now,
         }

@@ -31,6 +31,7 @@ macro_rules! string_newtype {
 pub mod agent;
 mod avatar;
 pub mod changes;
+pub mod conversation;
 mod email;
 pub mod end_user;
 pub mod error;
@@ -48,6 +49,9 @@ pub mod wire;
 pub use agent::{AgentHandle, AgentId};
 pub use avatar::AvatarUrl;
 pub use changes::{Change, EndUserChanges, ProfileChanges, ProfilePolicy, VolatileKeys};
+pub use conversation::{
+    Channel, Conversation, ConversationStatus, Modality, ScalarMap, ScalarValue,
+};
 pub use email::Email;
 pub use end_user::{EndUser, Profile, SystemProperties};
 pub use error::FieldError;

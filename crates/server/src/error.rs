@@ -140,6 +140,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => {
                 Self::Conflict(format!("{what}: already belongs to another end user"))
             }
+            StoreError::State(message) => Self::Conflict(message.to_owned()),
             StoreError::Closed => Self::Unavailable("the server is shutting down"),
             StoreError::Config(_) | StoreError::Backend(_) => {
                 tracing::error!(error = %err, "storage failed");

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// The master-key file to watch for rotations, when keys live in one.
     pub key_file: Option<KeyFile>,
     pub webhooks: WebhookSettings,
+    /// A user made by `POST /v2/end-users/` that no conversation uses within
+    /// this is deleted.
+    pub orphan_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
             maintenance_interval: Duration::from_secs(10),
             key_file: None,
             webhooks: WebhookSettings::default(),
+            orphan_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -23,6 +23,7 @@ pub struct Report {
     pub expired_deleted: usize,
     pub resealed: usize,
     pub webhook_history_pruned: usize,
+    pub orphans_deleted: usize,
 }
 
 /// Remembers what the last pass saw of the key file.
@@ -63,6 +64,20 @@ impl Maintenance {
                 }
             }
         }
+        loop {
+            match state.store.delete_orphans(now, SWEEP_BATCH).await {
+                Ok(deleted) => {
+                    report.orphans_deleted += deleted;
+                    if deleted < SWEEP_BATCH {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "deleting orphaned end users failed");
+                    break;
+                }
+            }
+        }
         let before = now.saturating_sub(state.config.webhooks.retention);
         let boundary = format!("msg_{}", endusers_core::EndUserId::first_at(before));
         match state
@@ -92,6 +107,7 @@ impl Maintenance {
                 expired_deleted = report.expired_deleted,
                 resealed = report.resealed,
                 webhook_history_pruned = report.webhook_history_pruned,
+                orphans_deleted = report.orphans_deleted,
                 keyring_reloaded = report.keyring_reloaded,
                 "maintenance pass"
             );

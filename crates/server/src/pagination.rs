@@ -20,6 +20,24 @@ pub struct PageMeta {
     pub next_page_url: Option<String>,
 }
 
+/// The `cursor` and `limit` of a paged listing.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Where the page starts, from `next_page_url`.
+    pub cursor: Option<String>,
+    /// Records per page, 1 to 100 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+}
+
+pub fn parse_page_query(query: Option<&str>) -> Result<(Option<String>, usize), ApiError> {
+    let query: PageQuery = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|e| query_error(&e.to_string(), "cursor or limit"))?;
+    Ok((query.cursor, parse_limit(query.limit.as_deref())?))
+}
+
 /// Reads `limit`.
 pub fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
     let Some(raw) = raw else {

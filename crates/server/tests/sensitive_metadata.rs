@@ -22,7 +22,12 @@ async fn manual_app() -> (TestApp, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
         1_795_773_600_000_000,
     )));
-    let app = TestApp::spawn_with_clock(ServerConfig::default(), clock.clone()).await;
+    // Users here outlive the orphan rule, so only the sensitive TTL acts.
+    let config = ServerConfig {
+        orphan_ttl: Duration::from_secs(365 * 86_400),
+        ..ServerConfig::default()
+    };
+    let app = TestApp::spawn_with_clock(config, clock.clone()).await;
     (app, clock)
 }
 

@@ -5,6 +5,10 @@ pub enum StoreError {
     /// A uniqueness rule would be broken; names what is taken.
     #[error("{0} is already taken")]
     Conflict(&'static str),
+    /// The request does not fit the object's current state (ending an
+    /// ended conversation); the text says how.
+    #[error("{0}")]
+    State(&'static str),
     /// The change breaks a domain rule that needs the stored state.
     #[error(transparent)]
     Invalid(#[from] FieldError),

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use endusers_core::{
-    AgentHandle, AgentId, Change, EndUser, EndUserId, ExternalId, FieldError, OutboxEvent,
-    Timestamp,
+    AgentHandle, AgentId, Change, Channel, Conversation, EndUser, EndUserId, ExternalId,
+    FieldError, OutboxEvent, Timestamp,
 };
 
 pub use error::StoreError;
@@ -23,6 +23,7 @@ pub use model::{
     Agent, ApiKeyRecord, Created, NewApiKey, OwnedSealedValue, SealedValue, SensitiveChange,
     Updated,
 };
+pub use model::{ConversationMutation, NewConversation, StartedConversation};
 pub use webhook_model::{
     Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, WebhookEndpoint,
 };
@@ -186,6 +187,36 @@ pub trait Store: Send + Sync + 'static {
         before_message_id: &str,
         limit: usize,
     ) -> Result<usize, StoreError>;
+    async fn create_channel(&self, channel: Channel) -> Result<(), StoreError>;
+    async fn get_channel(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+    ) -> Result<Option<Channel>, StoreError>;
+    async fn list_channels(
+        &self,
+        agent: AgentId,
+        from: Option<EndUserId>,
+        limit: usize,
+    ) -> Result<Vec<Channel>, StoreError>;
+    /// Starts a conversation (see the SQLite backend for the one-transaction rule).
+    async fn start_conversation(
+        &self,
+        new: NewConversation,
+    ) -> Result<StartedConversation, StoreError>;
+    async fn get_conversation(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+    ) -> Result<Option<Conversation>, StoreError>;
+    async fn update_conversation(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+        mutation: ConversationMutation,
+    ) -> Result<Option<Conversation>, StoreError>;
+    /// Deletes up to `limit` end users whose orphan deadline is past `now`.
+    async fn delete_orphans(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError>;
     /// (pending, delivered, failed) deliveries, for tests and metrics.
     async fn delivery_counts(&self) -> Result<(u64, u64, u64), StoreError>;
 

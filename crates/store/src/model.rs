@@ -80,3 +80,28 @@ pub struct OwnedSealedValue {
     pub end_user_id: EndUserId,
     pub value: SealedValue,
 }
+
+/// A conversation to start, with the user it makes when the request named
+/// none, and its events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewConversation {
+    pub conversation: endusers_core::Conversation,
+    pub new_end_user: Option<EndUser>,
+    pub events: Vec<endusers_core::OutboxEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartedConversation {
+    Started(endusers_core::Conversation),
+    UnknownChannel,
+    UnknownEndUser,
+}
+
+/// A change to one conversation inside the write transaction; returns the
+/// events it causes. `StoreError::Invalid` or `StoreError::State` refuse it.
+pub type ConversationMutation = Box<
+    dyn FnOnce(
+            &mut endusers_core::Conversation,
+        ) -> Result<Vec<endusers_core::OutboxEvent>, crate::StoreError>
+        + Send,
+>;

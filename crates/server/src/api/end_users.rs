@@ -66,7 +66,9 @@ pub async fn create(
     let changes = EndUserChanges::from_create(request)?;
     let now = state.clock.now();
     let id = state.new_end_user_id(now);
-    let user = EndUser::create(caller.agent, id, &changes, now, &state.config.policy)?;
+    let mut user = EndUser::create(caller.agent, id, &changes, now, &state.config.policy)?;
+    // It lives only if a conversation uses it in time.
+    user.orphan_until = Some(now.saturating_add(state.config.orphan_ttl));
     let sensitive = sealed_changes(&state, &changes, caller.agent, id, now);
     let created = OutboxEvent::end_user(
         EventType::EndUserCreated,

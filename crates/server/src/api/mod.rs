@@ -2,6 +2,8 @@
 //! Routes and their documentation come from the same annotated handlers,
 //! so the published document cannot drift from what is served.
 
+pub mod channels;
+pub mod conversations;
 pub mod end_users;
 pub mod health;
 pub mod webhooks;
@@ -26,6 +28,8 @@ use crate::AppState;
     tags(
         (name = "end-users", description = "End-user profiles"),
         (name = "webhooks", description = "Signed event deliveries to your endpoints"),
+        (name = "channels", description = "Custom channels"),
+        (name = "conversations", description = "Conversations, which keep their end users alive"),
         (name = "operations", description = "Health and readiness"),
     ),
     components(schemas(crate::error::ErrorEnvelope))
@@ -59,7 +63,12 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::secret))
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(webhooks::attempts))
-        .routes(routes!(webhooks::recover));
+        .routes(routes!(webhooks::recover))
+        .routes(routes!(channels::create, channels::list))
+        .routes(routes!(channels::get))
+        .routes(routes!(conversations::create))
+        .routes(routes!(conversations::get, conversations::update))
+        .routes(routes!(conversations::end));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api", api)
         .routes(routes!(health::healthz))

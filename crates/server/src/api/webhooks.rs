@@ -7,13 +7,13 @@ use axum::http::{HeaderMap, StatusCode};
 use endusers_core::{EventType, Timestamp};
 use endusers_store::{Attempt, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::pagination::{self, PageMeta};
+use crate::pagination::{self, PageMeta, PageQuery};
 use crate::webhooks::signature::EndpointSecret;
 use crate::webhooks::ssrf;
 
@@ -169,26 +169,6 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(endpoint.into())))
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Where the page starts, from `next_page_url`.
-    cursor: Option<String>,
-    /// Records per page, 1 to 100 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
-}
-
-fn parse_page_query(query: Option<&str>) -> Result<(Option<String>, usize), ApiError> {
-    let query: PageQuery = serde_urlencoded::from_str(query.unwrap_or_default())
-        .map_err(|e| pagination::query_error(&e.to_string(), "cursor or limit"))?;
-    Ok((
-        query.cursor,
-        pagination::parse_limit(query.limit.as_deref())?,
-    ))
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookPage {
     pub data: Vec<Webhook>,
@@ -207,7 +187,7 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json<WebhookPage>, ApiError> {
-    let (cursor, limit) = parse_page_query(query.as_deref())?;
+    let (cursor, limit) = pagination::parse_page_query(query.as_deref())?;
     let mut data = state
         .store
         .list_webhooks(caller.agent, cursor.as_deref(), limit + 1)
@@ -473,7 +453,7 @@ pub async fn attempts(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AttemptPage>, ApiError> {
-    let (cursor, limit) = parse_page_query(query.as_deref())?;
+    let (cursor, limit) = pagination::parse_page_query(query.as_deref())?;
     let before =
         match cursor {
             Some(raw) => Some(raw.parse::<i64>().map_err(|_| {

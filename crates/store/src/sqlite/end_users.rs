@@ -10,17 +10,18 @@ use crate::{Applied, Created, Mutation, StoreError};
 
 const COLUMNS: &str =
     "agent_id, id, external_id, first_name, last_name, display_name, avatar, email,
-     language, metadata, sunshine_user_id, last_conversation_at, version, created_at, updated_at";
+     language, metadata, sunshine_user_id, last_conversation_at, version, created_at, updated_at, orphan_until";
 
-const PLACEHOLDERS: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15";
+const PLACEHOLDERS: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16";
 
 /// Rewrites every column but the key, numbered as in [`write_row`].
 const UPDATE: &str = "UPDATE end_users SET external_id = ?3, first_name = ?4, last_name = ?5,
      display_name = ?6, avatar = ?7, email = ?8, language = ?9, metadata = ?10,
-     sunshine_user_id = ?11, last_conversation_at = ?12, version = ?13, created_at = ?14, updated_at = ?15
+     sunshine_user_id = ?11, last_conversation_at = ?12, version = ?13, created_at = ?14, updated_at = ?15,
+     orphan_until = ?16
      WHERE agent_id = ?1 AND id = ?2";
 
-/// Runs `sql` with the user's columns bound as ?1..?15 in [`COLUMNS`] order.
+/// Runs `sql` with the user's columns bound as ?1..?16 in [`COLUMNS`] order.
 fn write_row(conn: &Connection, sql: &str, user: &EndUser) -> rusqlite::Result<usize> {
     let p = &user.profile;
     conn.prepare_cached(sql)?.execute(params![
@@ -41,6 +42,7 @@ fn write_row(conn: &Connection, sql: &str, user: &EndUser) -> rusqlite::Result<u
         user.version,
         user.created_at.as_micros(),
         user.updated_at.as_micros(),
+        user.orphan_until.map(Timestamp::as_micros),
     ])
 }
 
@@ -79,6 +81,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<EndUser> {
         version: row.get(12)?,
         created_at: Timestamp::from_micros(row.get(13)?),
         updated_at: Timestamp::from_micros(row.get(14)?),
+        orphan_until: row.get::<_, Option<i64>>(15)?.map(Timestamp::from_micros),
     })
 }
 

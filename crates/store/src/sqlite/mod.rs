@@ -5,6 +5,7 @@
 //! (see [`writer`]); a few reader threads own read-only connections, which
 //! WAL lets run beside the writer.
 
+mod conversations;
 mod end_users;
 mod keys;
 mod migrations;
@@ -17,14 +18,17 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use endusers_core::{AgentHandle, AgentId, EndUser, EndUserId, ExternalId, OutboxEvent, Timestamp};
+use endusers_core::{
+    AgentHandle, AgentId, Channel, Conversation, EndUser, EndUserId, ExternalId, OutboxEvent,
+    Timestamp,
+};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use crate::{
-    Agent, ApiKeyRecord, Attempt, AttemptRecord, Claim, Created, Delivery, EndpointMutation,
-    Mutation, NewApiKey, OwnedSealedValue, SealedValue, SensitiveChange, Store, StoreError,
-    Updated, WebhookEndpoint,
+    Agent, ApiKeyRecord, Attempt, AttemptRecord, Claim, ConversationMutation, Created, Delivery,
+    EndpointMutation, Mutation, NewApiKey, NewConversation, OwnedSealedValue, SealedValue,
+    SensitiveChange, StartedConversation, Store, StoreError, Updated, WebhookEndpoint,
 };
 use writer::{Job, Message};
 
@@ -279,6 +283,7 @@ impl Store for SqliteStore {
     async fn delete_end_user(&self, agent: AgentId, id: EndUserId) -> Result<bool, StoreError> {
         self.write(move |conn| {
             sensitive::delete_all(conn, agent, id)?;
+            conversations::forget_end_user(conn, agent, id)?;
             end_users::delete(conn, agent, id)
         })
         .await
@@ -419,6 +424,62 @@ impl Store for SqliteStore {
     ) -> Result<usize, StoreError> {
         let boundary = before_message_id.to_owned();
         self.write(move |conn| webhooks::prune_history(conn, before, &boundary, limit))
+            .await
+    }
+
+    async fn create_channel(&self, channel: Channel) -> Result<(), StoreError> {
+        self.write(move |conn| conversations::create_channel(conn, &channel))
+            .await
+    }
+
+    async fn get_channel(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+    ) -> Result<Option<Channel>, StoreError> {
+        self.read(move |conn| conversations::get_channel(conn, agent, id))
+            .await
+    }
+
+    async fn list_channels(
+        &self,
+        agent: AgentId,
+        from: Option<EndUserId>,
+        limit: usize,
+    ) -> Result<Vec<Channel>, StoreError> {
+        self.read(move |conn| conversations::list_channels(conn, agent, from, limit))
+            .await
+    }
+
+    async fn start_conversation(
+        &self,
+        new: NewConversation,
+    ) -> Result<StartedConversation, StoreError> {
+        self.write(move |conn| conversations::start(conn, new))
+            .await
+    }
+
+    async fn get_conversation(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.read(move |conn| conversations::get_conversation(conn, agent, id))
+            .await
+    }
+
+    async fn update_conversation(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+        mutation: ConversationMutation,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.write(move |conn| conversations::update_conversation(conn, agent, id, mutation))
+            .await
+    }
+
+    async fn delete_orphans(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        self.write(move |conn| conversations::delete_orphans(conn, now, limit))
             .await
     }
 

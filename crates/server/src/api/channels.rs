@@ -1,0 +1,147 @@
+//! `/api/v2/channels`: custom channels conversations arrive on.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use endusers_core::wire::Patch;
+use endusers_core::{Channel, EndUserId, Modality, ScalarMap};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::JsonBody;
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::pagination::{self, PageMeta, PageQuery};
+
+const NOT_FOUND: &str = "channel not found";
+const COLLECTION_PATH: &str = "/api/v2/channels/";
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChannelRequest {
+    /// 1 to 255 characters.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// At most 1024 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `messaging`, `email` or `voice`.
+    #[serde(default)]
+    #[schema(value_type = Option<Modality>)]
+    pub modality: Option<String>,
+    /// Strings, numbers and booleans by key; at most 4 KB serialized.
+    #[serde(default)]
+    #[schema(value_type = Option<HashMap<String, endusers_core::ScalarValue>>)]
+    pub metadata: Patch<Map<String, Value>>,
+}
+
+/// Create a custom channel.
+#[utoipa::path(
+    post, path = "/v2/channels", operation_id = "create-channel", tag = "channels",
+    request_body = CreateChannelRequest,
+    responses((status = 201, body = Channel), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
+    security(("bearerAuth" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<CreateChannelRequest>,
+) -> Result<(StatusCode, Json<Channel>), ApiError> {
+    let name = request
+        .name
+        .ok_or_else(|| ApiError::Invalid("name: is required".to_owned()))?;
+    if name.trim().is_empty() || name.chars().count() > 255 {
+        return Err(ApiError::Invalid(
+            "name: must be 1 to 255 characters".to_owned(),
+        ));
+    }
+    let description = request.description.unwrap_or_default();
+    if description.chars().count() > 1024 {
+        return Err(ApiError::Invalid(
+            "description: must be at most 1024 characters".to_owned(),
+        ));
+    }
+    let modality = request
+        .modality
+        .ok_or_else(|| ApiError::Invalid("modality: is required".to_owned()))?;
+    let modality = Modality::parse(&modality).ok_or_else(|| {
+        ApiError::Invalid("modality: must be messaging, email or voice".to_owned())
+    })?;
+    let metadata = ScalarMap::parse(request.metadata).map_err(|e| e.at("metadata"))?;
+    let now = state.clock.now();
+    let channel = Channel {
+        id: state.new_end_user_id(now),
+        name,
+        description,
+        kind: "custom",
+        modality,
+        metadata,
+        created_at: now,
+        updated_at: now,
+        agent_id: caller.agent,
+    };
+    state.store.create_channel(channel.clone()).await?;
+    Ok((StatusCode::CREATED, Json(channel)))
+}
+
+/// Get one channel.
+#[utoipa::path(
+    get, path = "/v2/channels/{id}", operation_id = "get-channel", tag = "channels",
+    params(("id" = String, Path, description = "The channel's id")),
+    responses((status = 200, body = Channel), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearerAuth" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Channel>, ApiError> {
+    let id = EndUserId::parse(&id).ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let channel = state.store.get_channel(caller.agent, id).await?;
+    channel.map(Json).ok_or(ApiError::NotFound(NOT_FOUND))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelPage {
+    pub data: Vec<Channel>,
+    pub meta: PageMeta,
+}
+
+/// List the agent's channels in creation order.
+#[utoipa::path(
+    get, path = "/v2/channels", operation_id = "get-channels", tag = "channels", params(PageQuery),
+    responses((status = 200, body = ChannelPage), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
+    security(("bearerAuth" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ChannelPage>, ApiError> {
+    let (cursor, limit) = pagination::parse_page_query(query.as_deref())?;
+    let from = cursor
+        .map(|raw| {
+            EndUserId::parse(&raw).ok_or_else(|| {
+                ApiError::Invalid("cursor: must come from a next_page_url".to_owned())
+            })
+        })
+        .transpose()?;
+    let mut data = state
+        .store
+        .list_channels(caller.agent, from, limit + 1)
+        .await?;
+    let next_page_url = if data.len() > limit {
+        let next = data.split_off(limit);
+        next.first()
+            .map(|c| pagination::next_page_url(&headers, COLLECTION_PATH, &c.id.to_string(), limit))
+    } else {
+        None
+    };
+    Ok(Json(ChannelPage {
+        data,
+        meta: PageMeta { next_page_url },
+    }))
+}

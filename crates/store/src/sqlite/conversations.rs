@@ -1,0 +1,256 @@
+//! Channels, conversations, and the end-user lifecycle they drive.
+
+use endusers_core::{
+    AgentId, Channel, Conversation, ConversationStatus, EndUserId, Modality, OutboxEvent,
+    ScalarMap, Timestamp,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{end_users, sensitive, webhooks};
+use crate::{ConversationMutation, NewConversation, StartedConversation, StoreError};
+
+const CHANNEL_COLUMNS: &str =
+    "agent_id, id, name, description, modality, metadata, created_at, updated_at";
+
+fn parse_id(column: usize, raw: &str) -> rusqlite::Result<EndUserId> {
+    EndUserId::parse(raw).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            "stored id is not readable".into(),
+        )
+    })
+}
+
+fn channel_from_row(row: &Row<'_>) -> rusqlite::Result<Channel> {
+    let id: String = row.get(1)?;
+    let modality: String = row.get(4)?;
+    let metadata: String = row.get(5)?;
+    Ok(Channel {
+        agent_id: AgentId(row.get(0)?),
+        id: parse_id(1, &id)?,
+        name: row.get(2)?,
+        description: row.get(3)?,
+        kind: "custom",
+        modality: Modality::parse(&modality).unwrap_or(Modality::Messaging),
+        metadata: ScalarMap::from_stored(&metadata),
+        created_at: Timestamp::from_micros(row.get(6)?),
+        updated_at: Timestamp::from_micros(row.get(7)?),
+    })
+}
+
+pub(super) fn create_channel(conn: &Connection, channel: &Channel) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO channels ({CHANNEL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))?
+    .execute(params![
+        channel.agent_id.0,
+        channel.id.to_string(),
+        channel.name,
+        channel.description,
+        channel.modality.as_str(),
+        channel.metadata.to_json(),
+        channel.created_at.as_micros(),
+        channel.updated_at.as_micros()
+    ])?;
+    Ok(())
+}
+
+pub(super) fn get_channel(
+    conn: &Connection,
+    agent: AgentId,
+    id: EndUserId,
+) -> Result<Option<Channel>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE agent_id = ?1 AND id = ?2"
+        ))?
+        .query_row(params![agent.0, id.to_string()], channel_from_row)
+        .optional()?)
+}
+
+pub(super) fn list_channels(
+    conn: &Connection,
+    agent: AgentId,
+    from: Option<EndUserId>,
+    limit: usize,
+) -> Result<Vec<Channel>, StoreError> {
+    let from = from.map(|id| id.to_string()).unwrap_or_default();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CHANNEL_COLUMNS} FROM channels WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
+    ))?;
+    let rows = stmt
+        .query_map(
+            params![agent.0, from, i64::try_from(limit).unwrap_or(i64::MAX)],
+            channel_from_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+const CONVERSATION_COLUMNS: &str =
+    "agent_id, id, channel_id, end_user_id, ended, metadata, created_at, updated_at";
+
+fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
+    let id: String = row.get(1)?;
+    let channel_id: String = row.get(2)?;
+    let end_user_id: Option<String> = row.get(3)?;
+    let metadata: String = row.get(5)?;
+    Ok(Conversation {
+        agent_id: AgentId(row.get(0)?),
+        id: parse_id(1, &id)?,
+        channel_id: parse_id(2, &channel_id)?,
+        end_user_id: end_user_id
+            .as_deref()
+            .map(|raw| parse_id(3, raw))
+            .transpose()?,
+        status: if row.get::<_, bool>(4)? {
+            ConversationStatus::Ended
+        } else {
+            ConversationStatus::Active
+        },
+        metadata: ScalarMap::from_stored(&metadata),
+        created_at: Timestamp::from_micros(row.get(6)?),
+        updated_at: Timestamp::from_micros(row.get(7)?),
+    })
+}
+
+fn write_conversation(conn: &Connection, sql: &str, c: &Conversation) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params![
+        c.agent_id.0,
+        c.id.to_string(),
+        c.channel_id.to_string(),
+        c.end_user_id.map(|id| id.to_string()),
+        c.status == ConversationStatus::Ended,
+        c.metadata.to_json(),
+        c.created_at.as_micros(),
+        c.updated_at.as_micros()
+    ])
+}
+
+/// Starts a conversation in one transaction: checks the channel, claims
+/// the existing user (it stops being an orphan and gets
+/// `last_conversation_at`) or stores the new one, stores the conversation
+/// and its events. The claim and the orphan sweep both run in the writer,
+/// so a user is either claimed before the sweep looks or deleted before
+/// the claim does: never both.
+pub(super) fn start(
+    conn: &Connection,
+    new: NewConversation,
+) -> Result<StartedConversation, StoreError> {
+    let c = &new.conversation;
+    let channel_exists = conn
+        .prepare_cached("SELECT 1 FROM channels WHERE agent_id = ?1 AND id = ?2")?
+        .query_row(params![c.agent_id.0, c.channel_id.to_string()], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !channel_exists {
+        return Ok(StartedConversation::UnknownChannel);
+    }
+    match new.new_end_user {
+        Some(user) => {
+            end_users::create(conn, user)?;
+        }
+        None => {
+            let Some(user_id) = c.end_user_id else {
+                return Ok(StartedConversation::UnknownEndUser);
+            };
+            let claimed = conn
+                .prepare_cached(
+                    "UPDATE end_users SET orphan_until = NULL, last_conversation_at = ?3
+                     WHERE agent_id = ?1 AND id = ?2",
+                )?
+                .execute(params![
+                    c.agent_id.0,
+                    user_id.to_string(),
+                    c.created_at.as_micros()
+                ])?;
+            if claimed == 0 {
+                return Ok(StartedConversation::UnknownEndUser);
+            }
+        }
+    }
+    write_conversation(
+        conn,
+        &format!(
+            "INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ),
+        c,
+    )?;
+    webhooks::record_events(conn, c.agent_id, &new.events)?;
+    Ok(StartedConversation::Started(new.conversation))
+}
+
+pub(super) fn get_conversation(
+    conn: &Connection,
+    agent: AgentId,
+    id: EndUserId,
+) -> Result<Option<Conversation>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE agent_id = ?1 AND id = ?2"
+        ))?
+        .query_row(params![agent.0, id.to_string()], conversation_from_row)
+        .optional()?)
+}
+
+pub(super) fn update_conversation(
+    conn: &Connection,
+    agent: AgentId,
+    id: EndUserId,
+    mutation: ConversationMutation,
+) -> Result<Option<Conversation>, StoreError> {
+    let Some(mut conversation) = get_conversation(conn, agent, id)? else {
+        return Ok(None);
+    };
+    let events: Vec<OutboxEvent> = mutation(&mut conversation)?;
+    write_conversation(
+        conn,
+        "UPDATE conversations SET channel_id = ?3, end_user_id = ?4, ended = ?5, metadata = ?6,
+             created_at = ?7, updated_at = ?8
+         WHERE agent_id = ?1 AND id = ?2",
+        &conversation,
+    )?;
+    webhooks::record_events(conn, agent, &events)?;
+    Ok(Some(conversation))
+}
+
+/// Unlinks a deleted user's conversations.
+pub(super) fn forget_end_user(
+    conn: &Connection,
+    agent: AgentId,
+    user: EndUserId,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE conversations SET end_user_id = NULL WHERE agent_id = ?1 AND end_user_id = ?2",
+    )?
+    .execute(params![agent.0, user.to_string()])?;
+    Ok(())
+}
+
+/// Deletes up to `limit` users whose orphan deadline has passed, with
+/// their sensitive values. Returns how many.
+pub(super) fn delete_orphans(
+    conn: &Connection,
+    now: Timestamp,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    let orphans: Vec<(i64, String)> = conn
+        .prepare_cached("SELECT agent_id, id FROM end_users WHERE orphan_until <= ?1 LIMIT ?2")?
+        .query_map(
+            params![now.as_micros(), i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut deleted = 0;
+    for (agent, id) in orphans {
+        let Some(id) = EndUserId::parse(&id) else {
+            continue;
+        };
+        sensitive::delete_all(conn, AgentId(agent), id)?;
+        if end_users::delete(conn, AgentId(agent), id)? {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
