@@ -418,3 +418,99 @@ fn configured_master_keys_are_never_printed() {
         "rotation of a configured key is the operator's"
     );
 }
+
+#[test]
+fn with_a_two_second_orphan_ttl_unused_users_vanish_and_used_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path());
+    let server = Server::start_with_env(
+        dir.path(),
+        &[
+            ("ENDUSERS_ORPHAN_TTL", "2s"),
+            ("ENDUSERS_MAINTENANCE_INTERVAL", "200ms"),
+        ],
+    );
+    let base = server.base.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let post = |path: &str, body: Value| {
+            client()
+                .post(format!("{base}{path}"))
+                .bearer_auth(&key)
+                .json(&body)
+                .send()
+        };
+        let channel: Value = post(
+            "/api/v2/channels/",
+            json!({"name": "web", "modality": "messaging"}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let orphan: Value = post(
+            "/api/v2/end-users/",
+            json!({"profile": {"sensitive_metadata": {"fields": {"token": "t"}}}}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let kept: Value = post("/api/v2/end-users/", json!({}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let conversation = post(
+            "/api/v2/conversations/",
+            json!({"channel_id": channel["id"], "end_user_id": kept["end_user_id"]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(conversation.status(), 201);
+        let made_by_conversation: Value = post(
+            "/api/v2/conversations/",
+            json!({"channel_id": channel["id"]}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let status = |id: &Value| {
+            let url = format!("{base}/api/v2/end-users/{}", id.as_str().unwrap());
+            let key = key.clone();
+            async move {
+                client()
+                    .get(url)
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(
+            status(&orphan["end_user_id"]).await,
+            404,
+            "an unused POSTed user is deleted"
+        );
+        assert_eq!(
+            status(&kept["end_user_id"]).await,
+            200,
+            "a user a conversation used stays"
+        );
+        assert_eq!(
+            status(&made_by_conversation["end_user_id"]).await,
+            200,
+            "users made by conversations are never orphans"
+        );
+    });
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(20)).0.success());
+}
