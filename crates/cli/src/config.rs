@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use endusers_core::{ProfilePolicy, RetrySchedule, VolatileKeys};
+use endusers_core::{ProfilePolicy, RatePolicy, RetrySchedule, VolatileKeys};
 use endusers_server::ServerConfig;
+use endusers_server::limits::RateLimitSettings;
 use endusers_server::webhooks::WebhookSettings;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -64,6 +65,19 @@ pub struct Settings {
     pub webhook_endpoint_concurrency: usize,
     /// Deliveries in flight in all at most.
     pub webhook_concurrency: usize,
+    /// Per agent on /v2/end-users/{id} and conversation routes:
+    /// `30/s,300/m,60000/d` style, or `off`.
+    #[serde(with = "rate_policy")]
+    pub rate_limit_end_user: RatePolicy,
+    /// Per agent on every other API route.
+    #[serde(with = "rate_policy")]
+    pub rate_limit_global: RatePolicy,
+    /// Per client address, for requests whose API key is refused.
+    #[serde(with = "rate_policy")]
+    pub rate_limit_failed_auth: RatePolicy,
+    /// `redis://host:port`: share rate limits across nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[serde(with = "humantime_duration")]
     pub shutdown_grace: Duration,
@@ -94,6 +108,10 @@ impl Default for Settings {
             webhook_retention: Duration::from_secs(30 * 86_400),
             webhook_endpoint_concurrency: 32,
             webhook_concurrency: 512,
+            rate_limit_end_user: RateLimitSettings::default().end_user,
+            rate_limit_global: RateLimitSettings::default().global,
+            rate_limit_failed_auth: RateLimitSettings::default().failed_auth,
+            redis_url: None,
             shutdown_grace: Duration::from_secs(30),
             log: "info".to_owned(),
         }
@@ -137,6 +155,12 @@ impl Settings {
             },
             maintenance_interval: self.maintenance_interval,
             orphan_ttl: self.orphan_ttl,
+            rate_limits: RateLimitSettings {
+                end_user: self.rate_limit_end_user.clone(),
+                global: self.rate_limit_global.clone(),
+                failed_auth: self.rate_limit_failed_auth.clone(),
+                redis_url: self.redis_url.clone(),
+            },
             key_file: None,
             webhooks: WebhookSettings {
                 retry_schedule: RetrySchedule::new(self.webhook_retry_schedule.clone()),
@@ -208,6 +232,21 @@ mod humantime_duration {
         humantime::parse_duration(&text).map_err(|e| {
             serde::de::Error::custom(format!("{e} (use a duration such as 2s, 15m, 24h or 7d)"))
         })
+    }
+}
+
+/// Rate-limit policies as text: `30/s,300/m,60000/d` or `off`.
+mod rate_policy {
+    use endusers_core::RatePolicy;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(policy: &RatePolicy, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(policy)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<RatePolicy, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        RatePolicy::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -6,6 +6,7 @@
 //! check compares hashes in constant time.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
@@ -80,39 +81,58 @@ pub struct Caller {
 const MISSING: &str = "an API key is required: send Authorization: Bearer <key>";
 const REJECTED: &str = "the API key is not valid";
 
+/// A key that checked out: the agent it acts for and that agent's limits.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedKey {
+    pub agent: AgentId,
+    pub limits: endusers_store::AgentLimits,
+}
+
+/// Checks the `Authorization` header against the stored keys.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<AuthenticatedKey, ApiError> {
+    let header = headers
+        .get(AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(MISSING))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or(ApiError::Unauthorized(MISSING))?;
+    let (key_id, secret) = split_token(token).ok_or(ApiError::Unauthorized(REJECTED))?;
+    let presented = hash_secret(secret);
+    let record = state.store.find_api_key(key_id).await?;
+    match record {
+        Some(key) if key.revoked_at.is_none() && bool::from(key.secret_hash.ct_eq(&presented)) => {
+            Ok(AuthenticatedKey {
+                agent: key.agent_id,
+                limits: key.agent_limits,
+            })
+        }
+        _ => Err(ApiError::Unauthorized(REJECTED)),
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
+    /// The rate-limit layer has usually authenticated the request already
+    /// and left the caller in the extensions; otherwise check the key here.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(MISSING))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized(MISSING))?;
-        let (key_id, secret) = split_token(token).ok_or(ApiError::Unauthorized(REJECTED))?;
-        let presented = hash_secret(secret);
-        let record = state.store.find_api_key(key_id).await?;
-        match record {
-            Some(key)
-                if key.revoked_at.is_none() && bool::from(key.secret_hash.ct_eq(&presented)) =>
-            {
-                Ok(Self {
-                    agent: key.agent_id,
-                })
-            }
-            _ => Err(ApiError::Unauthorized(REJECTED)),
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(*caller);
         }
+        let key = authenticate(state, &parts.headers).await?;
+        Ok(Self { agent: key.agent })
     }
 }
 

@@ -21,6 +21,8 @@ pub enum ApiError {
     Conflict(String),
     PayloadTooLarge(usize),
     UnsupportedMediaType,
+    /// Over a rate limit; retry after this many seconds.
+    RateLimited(u64),
     /// The server cannot serve right now (readiness, shutdown).
     Unavailable(&'static str),
     /// Details go to the log, never to the client.
@@ -57,6 +59,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -71,6 +74,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited(_) => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal => "internal_error",
         }
@@ -89,6 +93,7 @@ impl ApiError {
             Self::UnsupportedMediaType => {
                 "the request body must be JSON (Content-Type: application/json)".to_owned()
             }
+            Self::RateLimited(seconds) => format!("too many requests: retry after {seconds} s"),
             Self::Internal => "the server failed to handle this request".to_owned(),
         }
     }
@@ -105,6 +110,7 @@ impl ApiError {
             }
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(0),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::TOO_MANY_REQUESTS => Self::RateLimited(1),
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable("the server is not available"),
             _ => Self::Internal,
         }

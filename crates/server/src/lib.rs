@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 mod body;
 pub mod error;
+pub mod limits;
 pub mod maintenance;
 mod pagination;
 pub mod vault;
@@ -24,6 +25,7 @@ use tokio::sync::Notify;
 use tower::ServiceExt;
 
 use crate::error::{ApiError, ensure_envelope};
+use crate::limits::{Limiter, RateLimitSettings};
 use crate::vault::{KeyFile, Vault};
 use crate::webhooks::WebhookSettings;
 
@@ -41,6 +43,7 @@ pub struct ServerConfig {
     /// A user made by `POST /v2/end-users/` that no conversation uses within
     /// this is deleted.
     pub orphan_ttl: Duration,
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             key_file: None,
             webhooks: WebhookSettings::default(),
             orphan_ttl: Duration::from_secs(24 * 3600),
+            rate_limits: RateLimitSettings::default(),
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     /// Signalled after a write that queued webhook deliveries.
     pub webhook_wakeup: Arc<Notify>,
+    pub limiter: Arc<Limiter>,
     ids: Arc<IdGenerator>,
 }
 
@@ -75,9 +80,11 @@ impl AppState {
         config: ServerConfig,
         vault: Arc<Vault>,
     ) -> Self {
+        let limiter = Arc::new(Limiter::new(&config.rate_limits));
         Self {
             store,
             clock,
+            limiter,
             config: Arc::new(config),
             vault,
             webhook_wakeup: Arc::new(Notify::new()),
@@ -100,10 +107,28 @@ impl AppState {
 /// and a fallback 404 for unknown paths.
 pub fn app(state: AppState) -> Router {
     api::router()
+        .route("/metrics", axum::routing::get(metrics))
         .fallback(|| async { ApiError::NotFound("no such path") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ))
         .layer(axum::middleware::map_response(ensure_envelope))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Prometheus metrics.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.limiter.metrics.render(),
+    )
 }
 
 /// Every API path is served with and without a trailing slash: the slash
@@ -138,7 +163,9 @@ pub async fn serve(
     let app = app(state).map_request(without_trailing_slash);
     let served = axum::serve(
         listener,
-        axum::ServiceExt::<Request>::into_make_service(app),
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(
+            app,
+        ),
     )
     .with_graceful_shutdown(shutdown)
     .await;

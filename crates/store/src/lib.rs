@@ -23,7 +23,7 @@ pub use model::{
     Agent, ApiKeyRecord, Created, NewApiKey, OwnedSealedValue, SealedValue, SensitiveChange,
     Updated,
 };
-pub use model::{ConversationMutation, NewConversation, StartedConversation};
+pub use model::{AgentLimits, ConversationMutation, NewConversation, StartedConversation};
 pub use webhook_model::{
     Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, WebhookEndpoint,
 };
@@ -50,6 +50,14 @@ pub trait Store: Send + Sync + 'static {
     async fn create_agent(&self, handle: AgentHandle, now: Timestamp) -> Result<Agent, StoreError>;
     async fn find_agent(&self, handle: &AgentHandle) -> Result<Option<Agent>, StoreError>;
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
+
+    /// Sets an agent's rate-limit overrides; `false` when no agent has the handle.
+    async fn set_agent_limits(
+        &self,
+        handle: &AgentHandle,
+        limits: AgentLimits,
+    ) -> Result<bool, StoreError>;
+    async fn agent_limits(&self, handle: &AgentHandle) -> Result<Option<AgentLimits>, StoreError>;
 
     async fn insert_api_key(&self, key: NewApiKey) -> Result<(), StoreError>;
     /// The key with this public id, revoked or not.

@@ -7,6 +7,13 @@ pub struct Agent {
     pub created_at: Timestamp,
 }
 
+/// An agent's own rate limits, as policy text; `None` uses the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentLimits {
+    pub end_user: Option<String>,
+    pub global: Option<String>,
+}
+
 /// An API key as stored: only a hash of its secret part is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewApiKey {
@@ -24,6 +31,9 @@ pub struct ApiKeyRecord {
     pub key_id: String,
     pub agent_id: AgentId,
     pub agent_handle: AgentHandle,
+    /// The agent's rate-limit overrides, read with the key so they apply
+    /// from the next request on.
+    pub agent_limits: AgentLimits,
     pub name: Option<String>,
     pub secret_hash: [u8; 32],
     pub created_at: Timestamp,

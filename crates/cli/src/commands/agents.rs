@@ -1,5 +1,6 @@
 use clap::Subcommand;
-use endusers_core::{AgentHandle, Clock, SystemClock};
+use endusers_core::{AgentHandle, Clock, RatePolicy, SystemClock};
+use endusers_store::AgentLimits;
 
 use super::{CommandResult, open_store};
 use crate::config::Settings;
@@ -10,6 +11,32 @@ pub enum AgentsCommand {
     Create { handle: String },
     /// List agents.
     List,
+    /// Give an agent its own rate limits (`100/s,1000/m`, `off`, or
+    /// `default` for the configured ones); takes effect on the next request.
+    SetLimits {
+        handle: String,
+        /// For /v2/end-users/{id} and conversation routes.
+        #[arg(long, value_name = "POLICY")]
+        end_user: Option<String>,
+        /// For every other API route.
+        #[arg(long, value_name = "POLICY")]
+        global: Option<String>,
+    },
+}
+
+/// `default` clears an override; anything else must be a valid policy.
+fn override_text(
+    flag: &str,
+    given: Option<String>,
+    current: Option<String>,
+) -> Result<Option<String>, String> {
+    match given {
+        None => Ok(current),
+        Some(text) if text.eq_ignore_ascii_case("default") => Ok(None),
+        Some(text) => RatePolicy::parse(&text)
+            .map(|policy| Some(policy.to_string()))
+            .map_err(|e| format!("--{flag}: {e}")),
+    }
 }
 
 pub async fn run(command: AgentsCommand, settings: &Settings) -> CommandResult {
@@ -32,7 +59,41 @@ pub async fn run(command: AgentsCommand, settings: &Settings) -> CommandResult {
                     println!("{}\t{}", agent.handle, agent.created_at);
                 }
             }),
+        AgentsCommand::SetLimits {
+            handle,
+            end_user,
+            global,
+        } => set_limits(store.as_ref(), &handle, end_user, global).await,
     };
     store.close().await;
     outcome
+}
+
+async fn set_limits(
+    store: &dyn endusers_store::Store,
+    handle: &str,
+    end_user: Option<String>,
+    global: Option<String>,
+) -> CommandResult {
+    let handle = AgentHandle::parse(handle).map_err(|e| format!("handle {e}"))?;
+    let current = store
+        .agent_limits(&handle)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no agent has the handle {handle}"))?;
+    let limits = AgentLimits {
+        end_user: override_text("end-user", end_user, current.end_user)?,
+        global: override_text("global", global, current.global)?,
+    };
+    store
+        .set_agent_limits(&handle, limits.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let shown = |o: &Option<String>| o.clone().unwrap_or_else(|| "default".to_owned());
+    println!(
+        "{handle}\tend_user={}\tglobal={}",
+        shown(&limits.end_user),
+        shown(&limits.global)
+    );
+    Ok(())
 }

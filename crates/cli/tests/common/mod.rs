@@ -66,6 +66,9 @@ impl Server {
             .current_dir(dir)
             .env_remove("ENDUSERS_CONFIG")
             .env("ENDUSERS_LOG", "info")
+            // Limits are the subject of their own tests; bursts here must pass.
+            .env("ENDUSERS_RATE_LIMIT_END_USER", "off")
+            .env("ENDUSERS_RATE_LIMIT_GLOBAL", "off")
             .envs(env.iter().copied())
             .args([
                 "--database-url",

@@ -111,13 +111,25 @@ impl TestApp {
         Self::spawn_with(ServerConfig::default()).await
     }
 
+    /// Rate limits are off unless the test asks for them with
+    /// [`TestApp::spawn_limited`].
     pub async fn spawn_with(config: ServerConfig) -> Self {
         Self::spawn_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// A server that keeps `config.rate_limits`.
+    pub async fn spawn_limited(config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::spawn_inner(config, clock).await
     }
 
     /// A server whose sense of time is `clock` (a `ManualClock` drives TTLs),
     /// with its master key in a key file beside the database, as in production.
     pub async fn spawn_with_clock(mut config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
+        config.rate_limits = endusers_server::limits::RateLimitSettings::off();
+        Self::spawn_inner(config, clock).await
+    }
+
+    async fn spawn_inner(mut config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let database = dir.path().join("test.db");
         let url = format!("sqlite://{}", database.display());

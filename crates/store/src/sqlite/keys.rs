@@ -3,7 +3,7 @@
 use endusers_core::{AgentHandle, AgentId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::{Agent, ApiKeyRecord, NewApiKey, StoreError};
+use crate::{Agent, AgentLimits, ApiKeyRecord, NewApiKey, StoreError};
 
 fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
     Ok(Agent {
@@ -78,7 +78,8 @@ pub(super) fn insert_api_key(conn: &Connection, key: &NewApiKey) -> Result<(), S
 }
 
 const KEY_COLUMNS: &str =
-    "k.key_id, k.agent_id, a.handle, k.name, k.secret_hash, k.created_at, k.revoked_at
+    "k.key_id, k.agent_id, a.handle, k.name, k.secret_hash, k.created_at, k.revoked_at,
+     a.rate_limit_end_user, a.rate_limit_global
      FROM api_keys k JOIN agents a ON a.id = k.agent_id";
 
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
@@ -92,6 +93,10 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         secret_hash: hash.try_into().unwrap_or([0; 32]),
         created_at: Timestamp::from_micros(row.get(5)?),
         revoked_at: row.get::<_, Option<i64>>(6)?.map(Timestamp::from_micros),
+        agent_limits: AgentLimits {
+            end_user: row.get(7)?,
+            global: row.get(8)?,
+        },
     })
 }
 
@@ -126,4 +131,34 @@ pub(super) fn revoke_api_key(
         )?
         .execute(params![key_id, now.as_micros()])?;
     Ok(changed == 1)
+}
+
+pub(super) fn set_agent_limits(
+    conn: &Connection,
+    handle: &AgentHandle,
+    limits: &AgentLimits,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE agents SET rate_limit_end_user = ?2, rate_limit_global = ?3 WHERE handle = ?1",
+        )?
+        .execute(params![handle.as_str(), limits.end_user, limits.global])?;
+    Ok(changed == 1)
+}
+
+pub(super) fn agent_limits(
+    conn: &Connection,
+    handle: &AgentHandle,
+) -> Result<Option<AgentLimits>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT rate_limit_end_user, rate_limit_global FROM agents WHERE handle = ?1",
+        )?
+        .query_row([handle.as_str()], |row| {
+            Ok(AgentLimits {
+                end_user: row.get(0)?,
+                global: row.get(1)?,
+            })
+        })
+        .optional()?)
 }

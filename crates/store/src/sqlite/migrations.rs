@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_webhooks.sql"),
     include_str!("migrations/0004_webhook_history.sql"),
     include_str!("migrations/0005_conversations.sql"),
+    include_str!("migrations/0006_agent_limits.sql"),
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {

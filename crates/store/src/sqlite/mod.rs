@@ -26,9 +26,9 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use crate::{
-    Agent, ApiKeyRecord, Attempt, AttemptRecord, Claim, ConversationMutation, Created, Delivery,
-    EndpointMutation, Mutation, NewApiKey, NewConversation, OwnedSealedValue, SealedValue,
-    SensitiveChange, StartedConversation, Store, StoreError, Updated, WebhookEndpoint,
+    Agent, AgentLimits, ApiKeyRecord, Attempt, AttemptRecord, Claim, ConversationMutation, Created,
+    Delivery, EndpointMutation, Mutation, NewApiKey, NewConversation, OwnedSealedValue,
+    SealedValue, SensitiveChange, StartedConversation, Store, StoreError, Updated, WebhookEndpoint,
 };
 use writer::{Job, Message};
 
@@ -191,6 +191,22 @@ impl Store for SqliteStore {
 
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
         self.read(keys::list_agents).await
+    }
+
+    async fn set_agent_limits(
+        &self,
+        handle: &AgentHandle,
+        limits: AgentLimits,
+    ) -> Result<bool, StoreError> {
+        let handle = handle.clone();
+        self.write(move |conn| keys::set_agent_limits(conn, &handle, &limits))
+            .await
+    }
+
+    async fn agent_limits(&self, handle: &AgentHandle) -> Result<Option<AgentLimits>, StoreError> {
+        let handle = handle.clone();
+        self.read(move |conn| keys::agent_limits(conn, &handle))
+            .await
     }
 
     async fn insert_api_key(&self, key: NewApiKey) -> Result<(), StoreError> {

@@ -1,0 +1,104 @@
+//! The layer in front of every API route: authenticate, decide, answer
+//! 429 or pass the request on with the agent attached, and put the
+//! rate-limit headers on the answer.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use endusers_core::{Decision, RatePolicy};
+
+use super::Family;
+use crate::AppState;
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+fn policy_for(
+    state: &AppState,
+    family: Family,
+    overrides: &endusers_store::AgentLimits,
+) -> RatePolicy {
+    let settings = &state.config.rate_limits;
+    let (override_text, default) = match family {
+        Family::EndUser => (overrides.end_user.as_deref(), &settings.end_user),
+        Family::Global => (overrides.global.as_deref(), &settings.global),
+        Family::FailedAuth => (None, &settings.failed_auth),
+    };
+    // Overrides were checked when they were set; an unreadable one falls
+    // back to the default rather than failing requests.
+    override_text
+        .and_then(|text| RatePolicy::parse(text).ok())
+        .unwrap_or_else(|| default.clone())
+}
+
+fn with_headers(mut response: Response, policy: &RatePolicy, decision: &Decision) -> Response {
+    if policy.is_off() {
+        return response;
+    }
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&policy.header()) {
+        headers.insert(RATELIMIT_POLICY, value);
+    }
+    if let Some(value) = decision
+        .header(policy)
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        headers.insert(RATELIMIT, value);
+    }
+    if let Some(seconds) = decision.retry_after_secs() {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+fn refused(policy: &RatePolicy, decision: &Decision) -> Response {
+    let seconds = decision.retry_after_secs().unwrap_or(1);
+    let error = ApiError::RateLimited(seconds);
+    with_headers(error.into_response(), policy, decision)
+}
+
+pub async fn enforce(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(family) = Family::of_path(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let now = state.clock.now();
+    let authenticated = auth::authenticate(&state, request.headers()).await;
+    let key = match authenticated {
+        Ok(key) => key,
+        Err(error) => {
+            // Refused keys are limited per client address, so guessing costs.
+            let address = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+            let policy = state.config.rate_limits.failed_auth.clone();
+            let decision = state
+                .limiter
+                .check(Family::FailedAuth, &address, &policy, now)
+                .await;
+            if !decision.allowed {
+                return refused(&policy, &decision);
+            }
+            return error.into_response();
+        }
+    };
+    let policy = policy_for(&state, family, &key.limits);
+    if policy.is_off() {
+        request.extensions_mut().insert(Caller { agent: key.agent });
+        return next.run(request).await;
+    }
+    let decision = state
+        .limiter
+        .check(family, &key.agent.0.to_string(), &policy, now)
+        .await;
+    if !decision.allowed {
+        return refused(&policy, &decision);
+    }
+    request.extensions_mut().insert(Caller { agent: key.agent });
+    with_headers(next.run(request).await, &policy, &decision)
+}
