@@ -78,6 +78,8 @@ pub struct Settings {
     /// `redis://host:port`: share rate limits across nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    /// Prefix of the keys in Redis, so deployments can share one.
+    pub redis_key_prefix: String,
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[serde(with = "humantime_duration")]
     pub shutdown_grace: Duration,
@@ -112,6 +114,7 @@ impl Default for Settings {
             rate_limit_global: RateLimitSettings::default().global,
             rate_limit_failed_auth: RateLimitSettings::default().failed_auth,
             redis_url: None,
+            redis_key_prefix: "endusers".to_owned(),
             shutdown_grace: Duration::from_secs(30),
             log: "info".to_owned(),
         }
@@ -160,6 +163,7 @@ impl Settings {
                 global: self.rate_limit_global.clone(),
                 failed_auth: self.rate_limit_failed_auth.clone(),
                 redis_url: self.redis_url.clone(),
+                redis_key_prefix: self.redis_key_prefix.clone(),
             },
             key_file: None,
             webhooks: WebhookSettings {

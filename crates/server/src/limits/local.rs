@@ -4,14 +4,31 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use endusers_core::{Decision, RatePolicy, Timestamp};
+use endusers_core::{Decision, RatePolicy, Timestamp, Window};
+
+/// Each window's TAT is kept under the window itself: a TAT measures time
+/// owed at one window's rate, so a window whose limit changes (an override
+/// set or cleared) starts afresh, and the unchanged ones carry over.
+type Tats = Vec<(Window, Timestamp)>;
+
+fn current(stored: Option<&Tats>, policy: &RatePolicy) -> Vec<Option<Timestamp>> {
+    policy
+        .windows()
+        .iter()
+        .map(|w| {
+            stored
+                .and_then(|tats| tats.iter().find(|(window, _)| window == w))
+                .map(|(_, t)| *t)
+        })
+        .collect()
+}
 
 /// Keys above this many trigger a prune of the idle ones.
 const PRUNE_ABOVE: usize = 10_000;
 
 #[derive(Default)]
 pub struct LocalLimiter {
-    tats: Mutex<HashMap<String, Vec<Timestamp>>>,
+    tats: Mutex<HashMap<String, Tats>>,
 }
 
 impl LocalLimiter {
@@ -20,19 +37,30 @@ impl LocalLimiter {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let current: Vec<Option<Timestamp>> = map
-            .get(key)
-            .map(|tats| tats.iter().copied().map(Some).collect())
-            .unwrap_or_default();
-        let decision = policy.check(&current, now);
+        let decision = policy.check(&current(map.get(key), policy), now);
         if decision.allowed {
             if map.len() >= PRUNE_ABOVE && !map.contains_key(key) {
                 // A key whose every TAT has passed is as good as new.
-                map.retain(|_, tats| tats.iter().any(|t| *t > now));
+                map.retain(|_, tats| tats.iter().any(|(_, t)| *t > now));
             }
-            map.insert(key.to_owned(), decision.new_tats.clone());
+            let tats = policy
+                .windows()
+                .iter()
+                .copied()
+                .zip(decision.new_tats.iter().copied())
+                .collect();
+            map.insert(key.to_owned(), tats);
         }
         decision
+    }
+
+    /// The decision `check` would make, without spending anything.
+    pub fn peek(&self, key: &str, policy: &RatePolicy, now: Timestamp) -> Decision {
+        let map = match self.tats.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        policy.check(&current(map.get(key), policy), now)
     }
 
     #[cfg(test)]

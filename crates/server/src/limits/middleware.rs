@@ -67,24 +67,26 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
         return next.run(request).await;
     };
     let now = state.clock.now();
-    let authenticated = auth::authenticate(&state, request.headers()).await;
-    let key = match authenticated {
+    // Refused keys are limited per client address: an address that has
+    // used up that budget is turned away before its key is looked up.
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+    let guard = &state.config.rate_limits.failed_auth;
+    if !guard.is_off()
+        && let Some(decision) = state.limiter.failed_auth_refusal(&address, guard, now)
+    {
+        return refused(guard, &decision);
+    }
+    let key = match auth::authenticate(&state, request.headers()).await {
         Ok(key) => key,
         Err(error) => {
-            // Refused keys are limited per client address, so guessing costs.
-            let address = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
-            let policy = state.config.rate_limits.failed_auth.clone();
-            let decision = state
-                .limiter
-                .check(Family::FailedAuth, &address, &policy, now)
-                .await;
-            if !decision.allowed {
-                return refused(&policy, &decision);
+            if guard.is_off() {
+                return error.into_response();
             }
-            return error.into_response();
+            let decision = state.limiter.failed_auth(&address, guard, now);
+            return with_headers(error.into_response(), guard, &decision);
         }
     };
     let policy = policy_for(&state, family, &key.limits);

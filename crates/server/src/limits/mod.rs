@@ -58,6 +58,8 @@ pub struct RateLimitSettings {
     pub failed_auth: RatePolicy,
     /// Shared limits across nodes when set.
     pub redis_url: Option<String>,
+    /// Prefix of the Redis keys.
+    pub redis_key_prefix: String,
 }
 
 impl RateLimitSettings {
@@ -68,6 +70,7 @@ impl RateLimitSettings {
             global: RatePolicy::off(),
             failed_auth: RatePolicy::off(),
             redis_url: None,
+            redis_key_prefix: "endusers".to_owned(),
         }
     }
 }
@@ -80,6 +83,7 @@ impl Default for RateLimitSettings {
             global: parse("10/s,100/m,10000/d"),
             failed_auth: parse("10/s,100/m"),
             redis_url: None,
+            redis_key_prefix: "endusers".to_owned(),
         }
     }
 }
@@ -148,7 +152,7 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(settings: &RateLimitSettings) -> Self {
-        let redis = settings.redis_url.as_deref().and_then(|url| match redis_backend::RedisLimiter::new(url) {
+        let redis = settings.redis_url.as_deref().and_then(|url| match redis_backend::RedisLimiter::new(url, &settings.redis_key_prefix) {
             Ok(limiter) => Some(limiter),
             Err(err) => {
                 tracing::error!(error = %err, "redis_url is not usable; rate limits stay local to this node");
@@ -162,7 +166,32 @@ impl Limiter {
         }
     }
 
-    /// Decides one request of `family` for `key` (an agent or an address).
+    /// Whether an address has used up its budget of refused keys, checked
+    /// before the key is looked up so that guessing never reaches the
+    /// database. Kept per node: it guards this node's database lookups.
+    pub fn failed_auth_refusal(
+        &self,
+        address: &str,
+        policy: &RatePolicy,
+        now: Timestamp,
+    ) -> Option<Decision> {
+        let key = format!("{}:{address}", Family::FailedAuth.name());
+        let decision = self.local.peek(&key, policy, now);
+        (!decision.allowed).then(|| {
+            self.metrics.count(Family::FailedAuth, false);
+            decision
+        })
+    }
+
+    /// Counts a refused key against its address.
+    pub fn failed_auth(&self, address: &str, policy: &RatePolicy, now: Timestamp) -> Decision {
+        let key = format!("{}:{address}", Family::FailedAuth.name());
+        let decision = self.local.check(&key, policy, now);
+        self.metrics.count(Family::FailedAuth, decision.allowed);
+        decision
+    }
+
+    /// Decides one request of `family` for `key` (an agent).
     pub async fn check(
         &self,
         family: Family,

@@ -47,17 +47,33 @@ pub struct RedisLimiter {
     client: redis::Client,
     connection: OnceCell<ConnectionManager>,
     script: redis::Script,
+    /// Prefix of every key, so several deployments can share one Redis.
+    prefix: String,
     /// When the last fallback warning was logged (seconds), to log once a minute.
     last_warning: AtomicI64,
+    /// After a failure Redis is left alone until then (unix milliseconds),
+    /// so an outage costs requests no waiting on timeouts.
+    resting_until: AtomicI64,
+}
+
+/// How long Redis is left alone after it failed.
+const REST_AFTER_FAILURE_MS: i64 = 2000;
+
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl RedisLimiter {
-    pub fn new(url: &str) -> Result<Self, redis::RedisError> {
+    pub fn new(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
         Ok(Self {
             client: redis::Client::open(url)?,
             connection: OnceCell::new(),
             script: redis::Script::new(SCRIPT),
+            prefix: prefix.to_owned(),
             last_warning: AtomicI64::new(i64::MIN),
+            resting_until: AtomicI64::new(0),
         })
     }
 
@@ -77,10 +93,33 @@ impl RedisLimiter {
         key: &str,
         policy: &RatePolicy,
     ) -> Result<Decision, redis::RedisError> {
+        if unix_millis() < self.resting_until.load(Ordering::Relaxed) {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "Redis failed recently; resting",
+            )));
+        }
+        let outcome = self.check_now(key, policy).await;
+        if outcome.is_err() {
+            self.resting_until
+                .store(unix_millis() + REST_AFTER_FAILURE_MS, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    async fn check_now(
+        &self,
+        key: &str,
+        policy: &RatePolicy,
+    ) -> Result<Decision, redis::RedisError> {
         let mut connection = self.connection().await?;
         let mut invocation = self.script.prepare_invoke();
         for window in policy.windows() {
-            invocation.key(format!("endusers:rl:{key}:{}", window.period.as_secs()));
+            invocation.key(format!(
+                "{}:rl:{key}:{}",
+                self.prefix,
+                window.period.as_secs()
+            ));
             let period = i64::try_from(window.period.as_micros()).unwrap_or(i64::MAX);
             invocation
                 .arg(period / i64::from(window.limit.max(1)))
@@ -101,9 +140,7 @@ impl RedisLimiter {
 
     /// Logs that Redis failed and the node decides alone, at most once a minute.
     pub fn warn_fallback(&self, err: &redis::RedisError) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let now = unix_millis() / 1000;
         let last = self.last_warning.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= 60
             && self
