@@ -514,3 +514,83 @@ fn with_a_two_second_orphan_ttl_unused_users_vanish_and_used_ones_stay() {
     server.signal("TERM");
     assert!(server.wait(Duration::from_secs(20)).0.success());
 }
+
+#[test]
+fn agents_set_limits_applies_to_a_running_server_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(dir.path());
+    let key = create_key(dir.path());
+    let server = Server::start_with_env(dir.path(), &[("ENDUSERS_RATE_LIMIT_GLOBAL", "100/s")]);
+    let list = format!("{}/api/v2/end-users/", server.base);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let statuses = |n: usize| {
+        let (list, key) = (list.clone(), key.clone());
+        rt.block_on(async move {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let response = client().get(&list).bearer_auth(&key).send().await.unwrap();
+                out.push((
+                    response.status().as_u16(),
+                    response.headers().get("ratelimit-policy").cloned(),
+                ));
+            }
+            out
+        })
+    };
+    assert!(statuses(5).iter().all(|(s, _)| *s == 200));
+    let out = endusers(
+        dir.path(),
+        &[
+            "--database-url",
+            &url,
+            "agents",
+            "set-limits",
+            "default",
+            "--global",
+            "2/s",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "default\tend_user=default\tglobal=2/s"
+    );
+    let after = statuses(4);
+    assert_eq!(
+        after.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [200, 200, 429, 429]
+    );
+    assert_eq!(after[0].1.as_ref().unwrap(), "\"per-second\";q=2;w=1");
+    let bad = endusers(
+        dir.path(),
+        &[
+            "--database-url",
+            &url,
+            "agents",
+            "set-limits",
+            "default",
+            "--global",
+            "2/week",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let reset = endusers(
+        dir.path(),
+        &[
+            "--database-url",
+            &url,
+            "agents",
+            "set-limits",
+            "default",
+            "--global",
+            "default",
+        ],
+    );
+    assert!(reset.status.success());
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(20)).0.success());
+}
