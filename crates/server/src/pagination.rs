@@ -71,6 +71,24 @@ pub fn query_error(serde_message: &str, accepted: &str) -> ApiError {
     ApiError::Invalid(format!("query: {serde_message}"))
 }
 
+/// Cuts a page fetched with one record too many (`limit + 1`) down to
+/// `limit`, and returns the URL of the next page, which starts at the
+/// extra record, or `None` when there was none.
+pub fn cut_page<T>(
+    data: &mut Vec<T>,
+    limit: usize,
+    headers: &HeaderMap,
+    path: &str,
+    cursor_of: impl Fn(&T) -> String,
+) -> Option<String> {
+    if data.len() <= limit {
+        return None;
+    }
+    let next = data.split_off(limit);
+    next.first()
+        .map(|first| next_page_url(headers, path, &cursor_of(first), limit))
+}
+
 /// The absolute URL of the page starting at `cursor`.
 pub fn next_page_url(headers: &HeaderMap, path: &str, cursor: &str, limit: usize) -> String {
     format!("{}?cursor={cursor}&limit={limit}", origin(headers) + path)

@@ -133,13 +133,9 @@ pub async fn list(
         .store
         .list_channels(caller.agent, from, limit + 1)
         .await?;
-    let next_page_url = if data.len() > limit {
-        let next = data.split_off(limit);
-        next.first()
-            .map(|c| pagination::next_page_url(&headers, COLLECTION_PATH, &c.id.to_string(), limit))
-    } else {
-        None
-    };
+    let next_page_url = pagination::cut_page(&mut data, limit, &headers, COLLECTION_PATH, |c| {
+        c.id.to_string()
+    });
     Ok(Json(ChannelPage {
         data,
         meta: PageMeta { next_page_url },

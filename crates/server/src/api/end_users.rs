@@ -258,14 +258,9 @@ pub async fn list(
         .store
         .list_end_users(caller.agent, from, limit + 1)
         .await?;
-    let next_page_url = if data.len() > limit {
-        let next = data.split_off(limit);
-        next.first().map(|u| {
-            pagination::next_page_url(&headers, COLLECTION_PATH, &u.end_user_id.to_string(), limit)
-        })
-    } else {
-        None
-    };
+    let next_page_url = pagination::cut_page(&mut data, limit, &headers, COLLECTION_PATH, |u| {
+        u.end_user_id.to_string()
+    });
     Ok(Json(ListEndUsersResponse::Page(EndUserPage {
         data,
         meta: PageMeta { next_page_url },

@@ -192,13 +192,9 @@ pub async fn list(
         .store
         .list_webhooks(caller.agent, cursor.as_deref(), limit + 1)
         .await?;
-    let next_page_url = if data.len() > limit {
-        let next = data.split_off(limit);
-        next.first()
-            .map(|e| pagination::next_page_url(&headers, COLLECTION_PATH, &e.id, limit))
-    } else {
-        None
-    };
+    let next_page_url = pagination::cut_page(&mut data, limit, &headers, COLLECTION_PATH, |e| {
+        e.id.clone()
+    });
     Ok(Json(WebhookPage {
         data: data.into_iter().map(Webhook::from).collect(),
         meta: PageMeta { next_page_url },
@@ -467,13 +463,8 @@ pub async fn attempts(
         .list_attempts(caller.agent, &id, before, limit + 1)
         .await?;
     let path = format!("{COLLECTION_PATH}{id}/attempts/");
-    let next_page_url = if data.len() > limit {
-        let next = data.split_off(limit);
-        next.first()
-            .map(|a| pagination::next_page_url(&headers, &path, &a.id.to_string(), limit))
-    } else {
-        None
-    };
+    let next_page_url =
+        pagination::cut_page(&mut data, limit, &headers, &path, |a| a.id.to_string());
     Ok(Json(AttemptPage {
         data: data.into_iter().map(AttemptInfo::from).collect(),
         meta: PageMeta { next_page_url },
