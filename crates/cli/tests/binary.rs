@@ -594,3 +594,55 @@ fn agents_set_limits_applies_to_a_running_server_without_restart() {
     server.signal("TERM");
     assert!(server.wait(Duration::from_secs(20)).0.success());
 }
+
+/// Two `endusers serve` processes on one database and one Redis: one budget.
+#[test]
+fn two_server_processes_sharing_redis_enforce_one_budget() {
+    let redis = std::env::var("ENDUSERS_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let address = redis.trim_start_matches("redis://").to_owned();
+    if std::net::TcpStream::connect(&address).is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide Redis at {redis}"
+        );
+        eprintln!("skipped: no Redis at {redis}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path());
+    let prefix = format!("endusers-cli-test-{}", std::process::id());
+    let env = [
+        ("ENDUSERS_REDIS_URL", redis.as_str()),
+        ("ENDUSERS_REDIS_KEY_PREFIX", prefix.as_str()),
+        ("ENDUSERS_RATE_LIMIT_GLOBAL", "8/m"),
+    ];
+    let first = Server::start_with_env(dir.path(), &env);
+    let second = Server::start_with_env(dir.path(), &env);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let passed = rt.block_on(async {
+        let mut passed = 0;
+        for n in 0..20 {
+            let base = if n % 2 == 0 {
+                &first.base
+            } else {
+                &second.base
+            };
+            let response = client()
+                .get(format!("{base}/api/v2/end-users/"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 200 {
+                passed += 1;
+            }
+        }
+        passed
+    });
+    assert_eq!(passed, 8, "8 a minute across both processes, not 8 each");
+    for server in [first, second] {
+        server.signal("TERM");
+        assert!(server.wait(Duration::from_secs(20)).0.success());
+    }
+}
