@@ -143,6 +143,16 @@ async fn the_day_window_and_a_per_agent_override_without_restart() {
 }
 
 #[tokio::test]
+async fn unknown_paths_answer_404_without_a_key_and_without_spending_budget() {
+    let (app, _clock) = manual(limited("1/s", "1/s")).await;
+    for _ in 0..3 {
+        let response = app.raw(Method::GET, "/api/v2/nope", &[], None).await;
+        response.assert_error(404, "not_found", "");
+    }
+    assert_eq!(app.get(USERS).await.status, 200, "the budget is untouched");
+}
+
+#[tokio::test]
 async fn agents_and_families_have_separate_budgets() {
     let (app, _clock) = manual(limited("3/s", "2/s")).await;
     let path = user_path(&app).await;

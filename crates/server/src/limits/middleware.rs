@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -63,7 +63,9 @@ fn refused(policy: &RatePolicy, decision: &Decision) -> Response {
 }
 
 pub async fn enforce(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let Some(family) = Family::of_path(request.uri().path()) else {
+    // Unknown paths go straight to the 404 fallback, key or no key.
+    let routed = request.extensions().get::<MatchedPath>().is_some();
+    let Some(family) = Family::of_path(request.uri().path()).filter(|_| routed) else {
         return next.run(request).await;
     };
     let now = state.clock.now();
