@@ -1,0 +1,130 @@
+//! `endusers-bench`: builds the release server, loads it with end users,
+//! drives it from this separate process and reports every figure against
+//! the machine's own ceiling (a minimal server answering fixed bytes under
+//! the same load generator).
+//!
+//! ```sh
+//! cargo run --release -p endusers-bench -- all            # 100,000 users, 10 s, 64 connections
+//! cargo run --release -p endusers-bench -- all --smoke    # 500 users, 1 s, 8 connections
+//! ```
+
+mod ceiling;
+mod load;
+mod report;
+mod scenarios;
+mod server;
+mod webhooks;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Errors are reported, never unwrapped.
+pub type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "endusers-bench",
+    about = "Benchmark the endusers server against the machine's own ceiling"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the release server, run every scenario and write the results.
+    All(AllArgs),
+    /// The ceiling: a minimal server answering fixed bytes (started by `all`).
+    #[command(hide = true)]
+    CeilingServe {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct AllArgs {
+    /// A tiny run for CI: 500 users, 1 s per scenario, 8 connections.
+    #[arg(long)]
+    smoke: bool,
+    /// End users loaded before the scenarios (default 100000).
+    #[arg(long, value_name = "N")]
+    users: Option<u64>,
+    /// Seconds each scenario runs (default 10).
+    #[arg(long, value_name = "S")]
+    seconds: Option<f64>,
+    /// Concurrent connections of the load generator (default 64).
+    #[arg(long, value_name = "C")]
+    connections: Option<usize>,
+    /// The storage backend (default: a fresh SQLite file in a temporary directory).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+/// The parameters of one run, defaults and `--smoke` resolved.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub smoke: bool,
+    pub users: u64,
+    pub duration: Duration,
+    pub connections: usize,
+    pub database_url: Option<String>,
+}
+
+impl AllArgs {
+    fn resolve(self) -> Result<Params> {
+        let (users, seconds, connections) = if self.smoke {
+            (500, 1.0, 8)
+        } else {
+            (100_000, 10.0, 64)
+        };
+        let params = Params {
+            smoke: self.smoke,
+            users: self.users.unwrap_or(users),
+            duration: Duration::try_from_secs_f64(self.seconds.unwrap_or(seconds))
+                .map_err(|e| format!("--seconds: {e}"))?,
+            connections: self.connections.unwrap_or(connections),
+            database_url: self.database_url,
+        };
+        if params.users < 10 {
+            return Err("--users: at least 10".into());
+        }
+        if params.connections == 0 {
+            return Err("--connections: at least 1".into());
+        }
+        if params.duration.is_zero() {
+            return Err("--seconds: must be above 0".into());
+        }
+        Ok(params)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::All(args) => args.resolve().and_then(|params| {
+            runtime()?.block_on(scenarios::run_all(params))?;
+            Ok(())
+        }),
+        Command::CeilingServe { listen } => {
+            runtime().and_then(|runtime| runtime.block_on(ceiling::serve(listen)))
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,594 @@
+//! The results: a Markdown table, and the same figures as JSON, with the
+//! facts of the machine they were measured on.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::load::Outcome;
+use crate::server::Rss;
+use crate::webhooks::Delivery;
+use crate::{Params, Result};
+
+/// One request scenario.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub key: &'static str,
+    pub name: String,
+    pub outcome: Outcome,
+    /// The measured process's memory over the scenario.
+    pub rss: Rss,
+    /// The size of one answer's body.
+    pub response_bytes: usize,
+}
+
+impl Row {
+    pub fn summary(&self) -> String {
+        let o = &self.outcome;
+        format!(
+            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}, RSS {:.1} MB",
+            o.per_second(),
+            o.latencies.quantile_ms(0.5),
+            o.latencies.quantile_ms(0.99),
+            o.latencies.quantile_ms(0.999),
+            errors_text(o),
+            mb(self.rss.max_kib),
+        )
+    }
+
+    fn json(&self, ceiling: f64) -> Value {
+        let o = &self.outcome;
+        json!({
+            "key": self.key,
+            "name": self.name,
+            "requests": o.ok,
+            "seconds": o.elapsed.as_secs_f64(),
+            "requests_per_s": o.per_second(),
+            "ratio_to_ceiling": ratio(o.per_second(), ceiling),
+            "latency_ms": latency_json(&o.latencies),
+            "errors": o.errors(),
+            "transport_errors": o.transport_errors,
+            "error_statuses": o.statuses.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "response_bytes": self.response_bytes,
+            "rss_peak_mb": mb(self.rss.max_kib),
+            "rss_hwm_mb": mb(self.rss.hwm_kib),
+        })
+    }
+}
+
+/// One webhook scenario.
+#[derive(Debug, Clone)]
+pub struct WebhookRow {
+    pub delivery: Delivery,
+    pub rss: Rss,
+}
+
+impl WebhookRow {
+    pub fn summary(&self) -> String {
+        let d = &self.delivery;
+        format!(
+            "{:.0} PATCH/s, {:.0} deliveries/s, event→receipt p50 {:.2} ms, p99 {:.2} ms, \
+             delivered {}/{} (duplicates {}, unmatched {}), drain {:.2} s, RSS {:.1} MB",
+            d.patches.per_second(),
+            d.per_second(),
+            d.latencies.quantile_ms(0.5),
+            d.latencies.quantile_ms(0.99),
+            d.delivered,
+            d.expected,
+            d.duplicates,
+            d.unmatched,
+            d.drain.as_secs_f64(),
+            mb(self.rss.max_kib),
+        )
+    }
+
+    fn json(&self, ceiling: f64) -> Value {
+        let d = &self.delivery;
+        json!({
+            "endpoints": d.endpoints,
+            "patches": d.patches.ok,
+            "patch_per_s": d.patches.per_second(),
+            "patch_latency_ms": latency_json(&d.patches.latencies),
+            "patch_errors": d.patches.errors(),
+            "expected": d.expected,
+            "delivered": d.delivered,
+            "missing": d.missing(),
+            "duplicates": d.duplicates,
+            "unmatched": d.unmatched,
+            "arrived_before_patch_answer": d.early,
+            "deliveries_per_s": d.per_second(),
+            "ratio_to_ceiling": ratio(d.per_second(), ceiling),
+            "span_s": d.span.as_secs_f64(),
+            "drain_s": d.drain.as_secs_f64(),
+            "drained_after_patches": d.drained,
+            "event_to_receipt_ms": latency_json(&d.latencies),
+            "rss_peak_mb": mb(self.rss.max_kib),
+            "rss_hwm_mb": mb(self.rss.hwm_kib),
+        })
+    }
+}
+
+/// Where the figures were measured.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_kib: u64,
+    pub kernel: String,
+    pub rustc: String,
+    pub commit: String,
+    pub dirty: bool,
+    /// /proc/loadavg when the run started: other work on the machine.
+    pub load_average: String,
+}
+
+impl Machine {
+    /// The first three fields of /proc/loadavg.
+    pub fn load_average() -> String {
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn collect(root: &Path, load_average: String) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        Self {
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            cpu_model: cpuinfo
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    (name.trim() == "model name").then(|| value.trim().to_owned())
+                })
+                .unwrap_or_else(|| "unknown".to_owned()),
+            memory_kib: meminfo
+                .lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+                .unwrap_or(0),
+            kernel: command_output(Path::new("uname"), &["-r"], root)
+                .unwrap_or_else(|| "unknown".to_owned()),
+            rustc: command_output(Path::new(&rustc), &["--version"], root)
+                .unwrap_or_else(|| "unknown".to_owned()),
+            commit: command_output(Path::new("git"), &["rev-parse", "--short=12", "HEAD"], root)
+                .unwrap_or_else(|| "unknown".to_owned()),
+            dirty: command_output(Path::new("git"), &["status", "--porcelain"], root)
+                .is_some_and(|status| !status.is_empty()),
+            load_average,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "cpus": self.cpus,
+            "cpu_model": self.cpu_model,
+            "memory_gib": self.memory_kib as f64 / 1024.0 / 1024.0,
+            "kernel": self.kernel,
+            "rustc": self.rustc,
+            "commit": self.commit,
+            "uncommitted_changes": self.dirty,
+            "load_average_at_start": self.load_average,
+        })
+    }
+}
+
+fn command_output(program: &Path, args: &[&str], dir: &Path) -> Option<String> {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// A whole run.
+#[derive(Debug)]
+pub struct Run {
+    pub params: Params,
+    pub started_at: SystemTime,
+    pub backend: String,
+    pub machine: Machine,
+    pub load: Row,
+    pub ceiling: Row,
+    /// GET, PATCH, POST, first page, deep page.
+    pub rows: Vec<Row>,
+    pub webhooks: Vec<WebhookRow>,
+    pub build: Duration,
+    pub total: Duration,
+    pub server_hwm_kib: u64,
+    pub server_warnings: u64,
+    pub server_errors: u64,
+    pub server_log_tail: Vec<String>,
+}
+
+/// One target of issue 7, checked.
+struct Check {
+    target: &'static str,
+    measured: String,
+    met: bool,
+}
+
+impl Run {
+    fn ceiling_rate(&self) -> f64 {
+        self.ceiling.outcome.per_second()
+    }
+
+    fn row(&self, key: &str) -> Option<&Row> {
+        self.rows.iter().find(|row| row.key == key)
+    }
+
+    fn webhook(&self, endpoints: usize) -> Option<&Delivery> {
+        self.webhooks
+            .iter()
+            .map(|row| &row.delivery)
+            .find(|d| d.endpoints == endpoints)
+    }
+
+    fn checks(&self) -> Vec<Check> {
+        let mut checks = Vec::new();
+        let ceiling = self.ceiling_rate();
+        if let Some(get) = self.row("get") {
+            let o = &get.outcome;
+            let r = ratio(o.per_second(), ceiling);
+            checks.push(Check {
+                target: "GET by id: ≥ 0.6 × ceiling requests/s",
+                measured: format!("{r:.2} × ceiling"),
+                met: r >= 0.6,
+            });
+            let p99 = o.latencies.quantile_ms(0.99);
+            checks.push(Check {
+                target: "GET by id: p99 < 5 ms",
+                measured: format!("{p99:.2} ms"),
+                met: p99 < 5.0,
+            });
+        }
+        for (key, name) in [("patch", "PATCH"), ("post", "POST")] {
+            if let Some(row) = self.row(key) {
+                let o = &row.outcome;
+                checks.push(Check {
+                    target: if key == "patch" {
+                        "PATCH: ≥ 15,000 requests/s, p99 < 20 ms"
+                    } else {
+                        "POST: ≥ 15,000 requests/s, p99 < 20 ms"
+                    },
+                    measured: format!(
+                        "{name} {:.0}/s, p99 {:.2} ms",
+                        o.per_second(),
+                        o.latencies.quantile_ms(0.99)
+                    ),
+                    met: o.per_second() >= 15_000.0 && o.latencies.quantile_ms(0.99) < 20.0,
+                });
+            }
+        }
+        if let (Some(first), Some(deep)) = (self.row("list_first"), self.row("list_deep")) {
+            let first = first.outcome.latencies.quantile_ms(0.5);
+            let deep = deep.outcome.latencies.quantile_ms(0.5);
+            checks.push(Check {
+                target: "list: deep-cursor p50 within 20 % of the first page's",
+                measured: format!("{deep:.2} ms vs {first:.2} ms"),
+                met: deep <= first * 1.2,
+            });
+        }
+        for (endpoints, floor) in [(1, 10_000.0), (10, 20_000.0)] {
+            if let Some(d) = self.webhook(endpoints) {
+                let p50 = d.latencies.quantile_ms(0.5);
+                checks.push(Check {
+                    target: if endpoints == 1 {
+                        "webhooks, 1 endpoint: ≥ 10,000 deliveries/s, p50 < 20 ms"
+                    } else {
+                        "webhooks, 10 endpoints: ≥ 20,000 deliveries/s, p50 < 20 ms"
+                    },
+                    measured: format!("{:.0}/s, p50 {p50:.2} ms", d.per_second()),
+                    met: d.per_second() >= floor && p50 < 20.0 && d.missing() == 0,
+                });
+            }
+        }
+        checks.push(Check {
+            target: "server RSS < 150 MB through the run",
+            measured: format!("{:.1} MB (VmHWM)", mb(self.server_hwm_kib)),
+            met: mb(self.server_hwm_kib) < 150.0,
+        });
+        checks
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let p = &self.params;
+        let ceiling = self.ceiling_rate();
+        let _ = writeln!(
+            md,
+            "# endusers benchmark, {}\n",
+            utc(self.started_at, UtcStyle::Human)
+        );
+        if p.smoke {
+            let _ = writeln!(
+                md,
+                "**Smoke run** (a check that the command works; the figures mean nothing).\n"
+            );
+        }
+        let _ = writeln!(
+            md,
+            "Machine: {} CPUs ({}), {:.1} GiB RAM, Linux {}, {}; commit {}{}; \
+             load average {} when the run started.\n",
+            m.cpus,
+            m.cpu_model,
+            m.memory_kib as f64 / 1024.0 / 1024.0,
+            m.kernel,
+            m.rustc,
+            m.commit,
+            if m.dirty {
+                " with uncommitted changes"
+            } else {
+                ""
+            },
+            m.load_average,
+        );
+        let _ = writeln!(
+            md,
+            "Run: storage {}, {} users loaded in {:.1} s ({:.0}/s, {} errors), {} s per scenario, \
+             {} connections, one client process (closed loop, HTTP/1.1 keep-alive). \
+             Whole run {:.0} s, of which {:.0} s building the server.\n",
+            self.backend,
+            p.users,
+            self.load.outcome.elapsed.as_secs_f64(),
+            self.load.outcome.per_second(),
+            self.load.outcome.errors(),
+            p.duration.as_secs_f64(),
+            p.connections,
+            self.total.as_secs_f64(),
+            self.build.as_secs_f64(),
+        );
+        let _ = writeln!(
+            md,
+            "Ceiling: a minimal server (axum, own process) answering the same GET with {} fixed bytes; \
+             \"× ceiling\" is a figure's requests/s over the ceiling's. Latencies are of 2xx answers; \
+             errors are non-2xx answers and transport failures. RSS is the server's highest VmRSS \
+             sampled every 50 ms during the scenario.\n",
+            self.ceiling.response_bytes
+        );
+        md.push_str(
+            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server peak RSS MB |\n",
+        );
+        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        for row in std::iter::once(&self.ceiling).chain(&self.rows) {
+            let o = &row.outcome;
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1}{} |",
+                row.name,
+                o.per_second(),
+                ratio(o.per_second(), ceiling),
+                o.latencies.quantile_ms(0.5),
+                o.latencies.quantile_ms(0.99),
+                o.latencies.quantile_ms(0.999),
+                errors_text(o),
+                row.response_bytes,
+                mb(row.rss.max_kib),
+                if row.key == "ceiling" {
+                    " (ceiling process)"
+                } else {
+                    ""
+                },
+            );
+        }
+        md.push_str(
+            "\nWebhooks: PATCHes of one metadata key for the scenario's duration, each an \
+             event to every endpoint; the receiver (in the client process) answers 204. \
+             Deliveries/s = distinct deliveries ÷ (first PATCH → last receipt), so it cannot \
+             exceed PATCH/s × endpoints; \"after the last PATCH\" is the backlog delivered once \
+             the PATCHes stopped. Event→receipt = receipt − the PATCH's 200 (a delivery that \
+             arrives before the 200 is read counts as 0).\n\n",
+        );
+        md.push_str(
+            "| endpoints | PATCH/s | deliveries/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server peak RSS MB |\n",
+        );
+        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        for row in &self.webhooks {
+            let d = &row.delivery;
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} |",
+                d.endpoints,
+                d.patches.per_second(),
+                d.per_second(),
+                ratio(d.per_second(), ceiling),
+                d.latencies.quantile_ms(0.5),
+                d.latencies.quantile_ms(0.99),
+                d.latencies.quantile_ms(0.999),
+                d.delivered,
+                d.expected,
+                d.duplicates,
+                d.drained,
+                d.drain.as_secs_f64(),
+                mb(row.rss.max_kib),
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nServer peak RSS over the whole run (VmHWM): {:.1} MB. Server log: {} warnings, {} errors.",
+            mb(self.server_hwm_kib),
+            self.server_warnings,
+            self.server_errors
+        );
+        if !self.server_log_tail.is_empty() {
+            md.push_str("\nLast warnings and errors of the server:\n\n```\n");
+            for line in &self.server_log_tail {
+                md.push_str(line);
+                md.push('\n');
+            }
+            md.push_str("```\n");
+        }
+        md.push_str("\n## Targets (issue 7)\n\n| target | measured | met |\n|---|---|---|\n");
+        for check in self.checks() {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                check.target,
+                check.measured,
+                if check.met { "yes" } else { "**no**" }
+            );
+        }
+        md
+    }
+
+    pub fn json(&self) -> Value {
+        let p = &self.params;
+        let ceiling = self.ceiling_rate();
+        json!({
+            "started_at": utc(self.started_at, UtcStyle::Iso),
+            "smoke": p.smoke,
+            "parameters": {
+                "users": p.users,
+                "seconds_per_scenario": p.duration.as_secs_f64(),
+                "connections": p.connections,
+                "storage": self.backend,
+            },
+            "machine": self.machine.json(),
+            "build_s": self.build.as_secs_f64(),
+            "total_s": self.total.as_secs_f64(),
+            "load": self.load.json(ceiling),
+            "ceiling": self.ceiling.json(ceiling),
+            "scenarios": self.rows.iter().map(|row| row.json(ceiling)).collect::<Vec<_>>(),
+            "webhooks": self.webhooks.iter().map(|row| row.json(ceiling)).collect::<Vec<_>>(),
+            "server": {
+                "rss_hwm_mb": mb(self.server_hwm_kib),
+                "log_warnings": self.server_warnings,
+                "log_errors": self.server_errors,
+            },
+            "targets": self.checks().iter().map(|check| json!({
+                "target": check.target,
+                "measured": check.measured,
+                "met": check.met,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Writes `<stamp>.json`, `<stamp>.md` and `latest.md` into `dir`; a
+    /// smoke run writes `<stamp>-smoke.json` and `.md` and leaves
+    /// `latest.md` to the last real run.
+    pub fn write(&self, dir: &Path, markdown: &str) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let mut stamp = utc(self.started_at, UtcStyle::File);
+        if self.params.smoke {
+            stamp.push_str("-smoke");
+        }
+        let json_path = dir.join(format!("{stamp}.json"));
+        let md_path = dir.join(format!("{stamp}.md"));
+        std::fs::write(
+            &json_path,
+            serde_json::to_string_pretty(&self.json())? + "\n",
+        )?;
+        std::fs::write(&md_path, markdown)?;
+        let mut written = vec![json_path, md_path];
+        if !self.params.smoke {
+            let latest = dir.join("latest.md");
+            std::fs::write(&latest, markdown)?;
+            written.push(latest);
+        }
+        Ok(written)
+    }
+}
+
+fn latency_json(histogram: &crate::load::Histogram) -> Value {
+    json!({
+        "samples": histogram.len(),
+        "p50": histogram.quantile_ms(0.5),
+        "p99": histogram.quantile_ms(0.99),
+        "p99_9": histogram.quantile_ms(0.999),
+        "max": histogram.max_ms(),
+    })
+}
+
+fn errors_text(outcome: &Outcome) -> String {
+    let total = outcome.errors();
+    if total == 0 {
+        return "0".to_owned();
+    }
+    let mut parts: Vec<String> = outcome
+        .statuses
+        .iter()
+        .map(|(status, n)| format!("{status}×{n}"))
+        .collect();
+    if outcome.transport_errors > 0 {
+        parts.push(format!("transport×{}", outcome.transport_errors));
+    }
+    format!("{total} ({})", parts.join(", "))
+}
+
+fn ratio(value: f64, ceiling: f64) -> f64 {
+    if ceiling > 0.0 { value / ceiling } else { 0.0 }
+}
+
+fn mb(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+enum UtcStyle {
+    /// `2026-05-14 10:15:30 UTC`
+    Human,
+    /// `2026-05-14T10:15:30Z`
+    Iso,
+    /// `2026-05-14T101530Z`
+    File,
+}
+
+fn utc(at: SystemTime, style: UtcStyle) -> String {
+    let secs = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let of_day = secs % 86_400;
+    let (h, m, s) = (of_day / 3600, of_day / 60 % 60, of_day % 60);
+    match style {
+        UtcStyle::Human => format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02} UTC"),
+        UtcStyle::Iso => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z"),
+        UtcStyle::File => format!("{year:04}-{month:02}-{day:02}T{h:02}{m:02}{s:02}Z"),
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::{UtcStyle, civil_from_days, utc};
+
+    #[test]
+    fn dates_are_gregorian() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_587), (2026, 5, 14));
+        let at = UNIX_EPOCH + Duration::from_secs(1_778_753_730);
+        assert_eq!(utc(at, UtcStyle::File), "2026-05-14T101530Z");
+        assert_eq!(utc(at, UtcStyle::Iso), "2026-05-14T10:15:30Z");
+    }
+}

@@ -1,0 +1,285 @@
+//! The processes under test: building the release server, making its API
+//! key, starting it (and the ceiling) and watching their memory.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use crate::Result;
+
+/// Log lines kept from each process, the last ones.
+const LOG_TAIL: usize = 200;
+
+/// The workspace root, from where this crate lives.
+pub fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// `cargo build --release -p endusers`, then the path of the binary.
+pub fn build_server(root: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("bench: cargo build --release -p endusers");
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "endusers"])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()?;
+    if !status.success() {
+        return Err(format!("cargo build --release -p endusers failed: {status}").into());
+    }
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    };
+    let binary = target.join("release").join("endusers");
+    if !binary.is_file() {
+        return Err(format!("{} is missing after the build", binary.display()).into());
+    }
+    Ok(binary)
+}
+
+/// `endusers --database-url URL keys create`: its stdout is the key.
+pub fn create_key(binary: &Path, dir: &Path, database_url: &str) -> Result<String> {
+    let output = Command::new(binary)
+        .current_dir(dir)
+        .env_remove("ENDUSERS_CONFIG")
+        .args([
+            "--database-url",
+            database_url,
+            "keys",
+            "create",
+            "--name",
+            "bench",
+        ])
+        .stdin(Stdio::null())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "endusers keys create failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+        .into());
+    }
+    let key = String::from_utf8(output.stdout)?.trim().to_owned();
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return Err(format!("endusers keys create printed {key:?}, not one key").into());
+    }
+    Ok(key)
+}
+
+/// What a process wrote to stderr: the last lines, and how many were
+/// warnings or errors.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub tail: VecDeque<String>,
+    pub warnings: u64,
+    pub errors: u64,
+}
+
+/// A running process that announced `listening on ADDR` on stderr; killed
+/// when dropped.
+pub struct Process {
+    name: String,
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Log>>,
+}
+
+impl Process {
+    /// Starts `program args` in `dir` and waits for its address.
+    pub fn start(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: &Path,
+    ) -> Result<Self> {
+        let mut child = Command::new(program)
+            .current_dir(dir)
+            .env_remove("ENDUSERS_CONFIG")
+            .envs(env.iter().copied())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let Some(stderr) = child.stderr.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{name}: no stderr").into());
+        };
+        let log = Arc::new(Mutex::new(Log::default()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        // Drains stderr for the whole life of the process.
+        std::thread::spawn(move || {
+            let mut announced = false;
+            for line in BufReader::new(stderr)
+                .lines()
+                .map_while(std::io::Result::ok)
+            {
+                if !announced && let Some(at) = line.find("listening on ") {
+                    let addr = line[at + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    announced = tx.send(addr).is_ok();
+                }
+                let mut log = match sink.lock() {
+                    Ok(log) => log,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                if line.contains("WARN") {
+                    log.warnings += 1;
+                }
+                if line.contains("ERROR") {
+                    log.errors += 1;
+                }
+                if log.tail.len() == LOG_TAIL {
+                    log.tail.pop_front();
+                }
+                log.tail.push_back(line);
+            }
+        });
+        let mut process = Self {
+            name: name.to_owned(),
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+        };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => {
+                process.addr = addr
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .map_err(|e| format!("{name}: listening on {addr:?}: {e}"))?;
+                Ok(process)
+            }
+            Err(_) => Err(format!(
+                "{name} did not report `listening on ADDR`; its log:\n{}",
+                process.log_text()
+            )
+            .into()),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        let log = match self.log.lock() {
+            Ok(log) => log,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        log.tail.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// SIGTERM, then up to `grace` for it to exit, then SIGKILL.
+    pub fn stop(mut self, grace: Duration) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stdin(Stdio::null())
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    eprintln!("bench: {} exited with {status}", self.name);
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("bench: {} did not stop in {grace:?}; killing it", self.name);
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Resident memory of a process, in KiB: (VmRSS, VmHWM).
+pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Samples a process's VmRSS every 50 ms, keeping the highest value since
+/// the last [`RssSampler::take`].
+pub struct RssSampler {
+    pid: u32,
+    max_kib: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Memory over one scenario.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rss {
+    /// The highest VmRSS sampled during the scenario.
+    pub max_kib: u64,
+    /// VmHWM at its end: the peak since the process started.
+    pub hwm_kib: u64,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> Self {
+        let max_kib = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let max_kib = Arc::clone(&max_kib);
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some((rss, _)) = memory_kib(pid) {
+                        max_kib.fetch_max(rss, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
+        Self { pid, max_kib, stop }
+    }
+
+    /// The peak since the last call, and resets it.
+    pub fn take(&self) -> Rss {
+        let (rss, hwm) = memory_kib(self.pid).unwrap_or_default();
+        let sampled = self.max_kib.swap(rss, Ordering::Relaxed);
+        Rss {
+            max_kib: sampled.max(rss),
+            hwm_kib: hwm,
+        }
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
