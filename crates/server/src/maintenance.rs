@@ -1,9 +1,12 @@
 //! Background upkeep, on a timer: notice a master-key rotation, delete
-//! expired sensitive values, and re-seal values still under retired keys.
-//! Each step works in bounded batches so it never holds the writer long.
+//! expired sensitive values and orphaned end users, prune old webhook
+//! history, and re-seal values still under retired keys. Each step works
+//! in bounded batches so it never holds the writer long.
 
+use std::future::Future;
 use std::time::SystemTime;
 
+use endusers_store::StoreError;
 use tokio::sync::watch;
 
 use crate::AppState;
@@ -26,6 +29,31 @@ pub struct Report {
     pub orphans_deleted: usize,
 }
 
+/// Runs a batch deletion until a batch comes back short of
+/// [`SWEEP_BATCH`]; returns how many rows went. A failure is logged and
+/// ends the drain: the next pass tries again.
+async fn drain<F, Fut>(what: &str, mut batch: F) -> usize
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<usize, StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        match batch().await {
+            Ok(deleted) => {
+                total += deleted;
+                if deleted < SWEEP_BATCH {
+                    return total;
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "{what} failed");
+                return total;
+            }
+        }
+    }
+}
+
 /// Remembers what the last pass saw of the key file.
 #[derive(Debug, Default)]
 pub struct Maintenance {
@@ -46,38 +74,16 @@ impl Maintenance {
             ..Report::default()
         };
         let now = state.clock.now();
-        loop {
-            match state
+        report.expired_deleted = drain("sweeping expired sensitive values", || {
+            state
                 .store
                 .delete_expired_sensitive_values(now, SWEEP_BATCH)
-                .await
-            {
-                Ok(deleted) => {
-                    report.expired_deleted += deleted;
-                    if deleted < SWEEP_BATCH {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "sweeping expired sensitive values failed");
-                    break;
-                }
-            }
-        }
-        loop {
-            match state.store.delete_orphans(now, SWEEP_BATCH).await {
-                Ok(deleted) => {
-                    report.orphans_deleted += deleted;
-                    if deleted < SWEEP_BATCH {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "deleting orphaned end users failed");
-                    break;
-                }
-            }
-        }
+        })
+        .await;
+        report.orphans_deleted = drain("deleting orphaned end users", || {
+            state.store.delete_orphans(now, SWEEP_BATCH)
+        })
+        .await;
         let before = now.saturating_sub(state.config.webhooks.retention);
         let boundary = format!("msg_{}", endusers_core::EndUserId::first_at(before));
         match state
