@@ -38,6 +38,15 @@ pub fn parse_page_query(query: Option<&str>) -> Result<(Option<String>, usize), 
     Ok((query.cursor, parse_limit(query.limit.as_deref())?))
 }
 
+/// Reads a `cursor` that is an id from a `next_page_url`.
+pub fn cursor_id(raw: Option<&str>) -> Result<Option<endusers_core::EndUserId>, ApiError> {
+    raw.map(|raw| {
+        endusers_core::EndUserId::parse(raw)
+            .ok_or_else(|| ApiError::Invalid("cursor: must come from a next_page_url".to_owned()))
+    })
+    .transpose()
+}
+
 /// Reads `limit`.
 pub fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
     let Some(raw) = raw else {

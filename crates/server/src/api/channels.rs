@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use endusers_core::wire::Patch;
-use endusers_core::{Channel, EndUserId, Modality, ScalarMap};
+use endusers_core::{Channel, Modality, ScalarMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -98,7 +98,7 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Channel>, ApiError> {
-    let id = EndUserId::parse(&id).ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let id = super::known_id(&id, NOT_FOUND)?;
     let channel = state.store.get_channel(caller.agent, id).await?;
     channel.map(Json).ok_or(ApiError::NotFound(NOT_FOUND))
 }
@@ -122,13 +122,7 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Json<ChannelPage>, ApiError> {
     let (cursor, limit) = pagination::parse_page_query(query.as_deref())?;
-    let from = cursor
-        .map(|raw| {
-            EndUserId::parse(&raw).ok_or_else(|| {
-                ApiError::Invalid("cursor: must come from a next_page_url".to_owned())
-            })
-        })
-        .transpose()?;
+    let from = pagination::cursor_id(cursor.as_deref())?;
     let mut data = state
         .store
         .list_channels(caller.agent, from, limit + 1)

@@ -66,15 +66,12 @@ pub async fn create(
     let channel = request
         .channel_id
         .ok_or_else(|| ApiError::Invalid("channel_id: is required".to_owned()))?;
-    let channel_id = EndUserId::parse(&channel).ok_or(ApiError::NotFound("channel not found"))?;
+    let channel_id = super::known_id(&channel, "channel not found")?;
     let metadata = ScalarMap::parse(request.metadata).map_err(|e| e.at("metadata"))?;
     let now = state.clock.now();
     let mut events = Vec::with_capacity(2);
     let (end_user_id, new_end_user) = match request.end_user_id {
-        Some(raw) => (
-            EndUserId::parse(&raw).ok_or(ApiError::NotFound("end user not found"))?,
-            None,
-        ),
+        Some(raw) => (super::known_id(&raw, "end user not found")?, None),
         None => {
             // A user made by a conversation is never an orphan.
             let id = state.new_end_user_id(now);
@@ -129,7 +126,7 @@ pub async fn create(
 }
 
 fn parse_id(raw: &str) -> Result<EndUserId, ApiError> {
-    EndUserId::parse(raw).ok_or(ApiError::NotFound(NOT_FOUND))
+    super::known_id(raw, NOT_FOUND)
 }
 
 /// Get one conversation.

@@ -25,9 +25,8 @@ use crate::pagination::{self, PageMeta};
 const NOT_FOUND: &str = "end user not found";
 const COLLECTION_PATH: &str = "/api/v2/end-users/";
 
-/// Ids that cannot have been made here name no user: 404, like unknown ones.
 fn parse_id(raw: &str) -> Result<EndUserId, ApiError> {
-    EndUserId::parse(raw).ok_or(ApiError::NotFound(NOT_FOUND))
+    super::known_id(raw, NOT_FOUND)
 }
 
 /// Seals the request's sensitive values for this user; they are stored in
@@ -247,12 +246,7 @@ pub async fn list(
         return Ok(Json(ListEndUsersResponse::Single(Box::new(user))));
     }
     let limit = pagination::parse_limit(query.limit.as_deref())?;
-    let from = match query.cursor.as_deref() {
-        None => None,
-        Some(raw) => Some(EndUserId::parse(raw).ok_or_else(|| {
-            ApiError::Invalid("cursor: must be an end_user_id from a next_page_url".to_owned())
-        })?),
-    };
+    let from = pagination::cursor_id(query.cursor.as_deref())?;
     // One extra row tells whether there is a next page and where it starts.
     let mut data = state
         .store

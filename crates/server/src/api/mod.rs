@@ -15,7 +15,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use endusers_core::EndUserId;
+
 use crate::AppState;
+use crate::error::ApiError;
+
+/// An id (in a path or a body) that cannot have been made here names
+/// nothing: 404, the same as an unknown one.
+pub(crate) fn known_id(raw: &str, not_found: &'static str) -> Result<EndUserId, ApiError> {
+    EndUserId::parse(raw).ok_or(ApiError::NotFound(not_found))
+}
 
 #[derive(OpenApi)]
 #[openapi(
