@@ -13,13 +13,7 @@ const CHANNEL_COLUMNS: &str =
     "agent_id, id, name, description, modality, metadata, created_at, updated_at";
 
 fn parse_id(column: usize, raw: &str) -> rusqlite::Result<EndUserId> {
-    EndUserId::parse(raw).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            column,
-            rusqlite::types::Type::Text,
-            "stored id is not readable".into(),
-        )
-    })
+    EndUserId::parse(raw).ok_or_else(|| super::unreadable(column, "id"))
 }
 
 fn channel_from_row(row: &Row<'_>) -> rusqlite::Result<Channel> {

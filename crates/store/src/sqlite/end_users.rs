@@ -48,9 +48,9 @@ fn write_row(conn: &Connection, sql: &str, user: &EndUser) -> rusqlite::Result<u
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<EndUser> {
     let id: String = row.get(1)?;
-    let end_user_id = EndUserId::parse(&id).ok_or_else(|| corrupt(1, "end user id"))?;
+    let end_user_id = EndUserId::parse(&id).ok_or_else(|| super::unreadable(1, "end user id"))?;
     let metadata: String = row.get(9)?;
-    let metadata = Metadata::from_json(&metadata).map_err(|_| corrupt(9, "metadata"))?;
+    let metadata = Metadata::from_json(&metadata).map_err(|_| super::unreadable(9, "metadata"))?;
     Ok(EndUser {
         agent_id: AgentId(row.get(0)?),
         end_user_id,
@@ -85,19 +85,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<EndUser> {
     })
 }
 
-fn corrupt(column: usize, what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        column,
-        rusqlite::types::Type::Text,
-        format!("stored {what} is not readable").into(),
-    )
-}
-
 fn is_unique_violation(err: &rusqlite::Error) -> bool {
     matches!(err, rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation)
 }
 
-fn find_by_external_id_on(
+pub(super) fn find_by_external_id(
     conn: &Connection,
     agent: AgentId,
     external_id: &ExternalId,
@@ -112,7 +104,7 @@ fn find_by_external_id_on(
 
 pub(super) fn create(conn: &Connection, user: EndUser) -> Result<Created, StoreError> {
     if let Some(external_id) = &user.external_id
-        && let Some(existing) = find_by_external_id_on(conn, user.agent_id, external_id)?
+        && let Some(existing) = find_by_external_id(conn, user.agent_id, external_id)?
     {
         return Ok(Created::Existing(existing));
     }
@@ -142,14 +134,6 @@ pub(super) fn get(
         ))?
         .query_row(params![agent.0, id.to_string()], from_row)
         .optional()?)
-}
-
-pub(super) fn find_by_external_id(
-    conn: &Connection,
-    agent: AgentId,
-    external_id: &ExternalId,
-) -> Result<Option<EndUser>, StoreError> {
-    find_by_external_id_on(conn, agent, external_id)
 }
 
 pub(super) fn list(
