@@ -11,6 +11,45 @@ use crate::error::ApiError;
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 100;
 
+/// One page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub meta: PageMeta,
+}
+
+impl<T> Page<T> {
+    /// The same page with each record turned into its API shape.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            data: self.data.into_iter().map(f).collect(),
+            meta: self.meta,
+        }
+    }
+
+    /// Cuts records fetched one too many (`limit + 1`) down to a page; the
+    /// next page starts at the extra record, and without one this page is
+    /// the last (`next_page_url` is `null`).
+    pub fn cut(
+        mut data: Vec<T>,
+        limit: usize,
+        headers: &HeaderMap,
+        path: &str,
+        cursor_of: impl Fn(&T) -> String,
+    ) -> Self {
+        let next_page_url = (data.len() > limit)
+            .then(|| data.split_off(limit))
+            .and_then(|next| {
+                next.first()
+                    .map(|first| next_page_url(headers, path, &cursor_of(first), limit))
+            });
+        Self {
+            data,
+            meta: PageMeta { next_page_url },
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PageMeta {
     /// The next page, or `null` when this page is the last.
@@ -78,24 +117,6 @@ pub fn query_error(serde_message: &str, accepted: &str) -> ApiError {
         return ApiError::Invalid(format!("{name}: must be given at most once"));
     }
     ApiError::Invalid(format!("query: {serde_message}"))
-}
-
-/// Cuts a page fetched with one record too many (`limit + 1`) down to
-/// `limit`, and returns the URL of the next page, which starts at the
-/// extra record, or `None` when there was none.
-pub fn cut_page<T>(
-    data: &mut Vec<T>,
-    limit: usize,
-    headers: &HeaderMap,
-    path: &str,
-    cursor_of: impl Fn(&T) -> String,
-) -> Option<String> {
-    if data.len() <= limit {
-        return None;
-    }
-    let next = data.split_off(limit);
-    next.first()
-        .map(|first| next_page_url(headers, path, &cursor_of(first), limit))
 }
 
 /// The absolute URL of the page starting at `cursor`.

@@ -5,7 +5,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use endusers_core::wire::Patch;
 use endusers_core::{Channel, Modality, ScalarMap};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::pagination::{self, PageMeta, PageQuery};
+use crate::pagination::{self, Page, PageQuery};
 
 const NOT_FOUND: &str = "channel not found";
 const COLLECTION_PATH: &str = "/api/v2/channels/";
@@ -103,16 +103,10 @@ pub async fn get(
     channel.map(Json).ok_or(ApiError::NotFound(NOT_FOUND))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ChannelPage {
-    pub data: Vec<Channel>,
-    pub meta: PageMeta,
-}
-
 /// List the agent's channels in creation order.
 #[utoipa::path(
     get, path = "/v2/channels", operation_id = "get-channels", tag = "channels", params(PageQuery),
-    responses((status = 200, body = ChannelPage), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
+    responses((status = 200, body = Page<Channel>), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
 )]
 pub async fn list(
@@ -120,18 +114,17 @@ pub async fn list(
     caller: Caller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Json<ChannelPage>, ApiError> {
+) -> Result<Json<Page<Channel>>, ApiError> {
     let (cursor, limit) = pagination::parse_page_query(query.as_deref())?;
     let from = pagination::cursor_id(cursor.as_deref())?;
-    let mut data = state
-        .store
-        .list_channels(caller.agent, from, limit + 1)
-        .await?;
-    let next_page_url = pagination::cut_page(&mut data, limit, &headers, COLLECTION_PATH, |c| {
-        c.id.to_string()
-    });
-    Ok(Json(ChannelPage {
-        data,
-        meta: PageMeta { next_page_url },
-    }))
+    Ok(Json(Page::cut(
+        state
+            .store
+            .list_channels(caller.agent, from, limit + 1)
+            .await?,
+        limit,
+        &headers,
+        COLLECTION_PATH,
+        |c| c.id.to_string(),
+    )))
 }

@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::pagination::{self, PageMeta};
+use crate::pagination::{self, Page};
 
 const NOT_FOUND: &str = "end user not found";
 const COLLECTION_PATH: &str = "/api/v2/end-users/";
@@ -198,17 +198,11 @@ pub struct ListQuery {
     limit: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EndUserPage {
-    pub data: Vec<EndUser>,
-    pub meta: PageMeta,
-}
-
 /// A page of users, or the single user an `external_id` names.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ListEndUsersResponse {
-    Page(EndUserPage),
+    Page(Page<EndUser>),
     Single(Box<EndUser>),
 }
 
@@ -248,15 +242,15 @@ pub async fn list(
     let limit = pagination::parse_limit(query.limit.as_deref())?;
     let from = pagination::cursor_id(query.cursor.as_deref())?;
     // One extra row tells whether there is a next page and where it starts.
-    let mut data = state
-        .store
-        .list_end_users(caller.agent, from, limit + 1)
-        .await?;
-    let next_page_url = pagination::cut_page(&mut data, limit, &headers, COLLECTION_PATH, |u| {
-        u.end_user_id.to_string()
-    });
-    Ok(Json(ListEndUsersResponse::Page(EndUserPage {
-        data,
-        meta: PageMeta { next_page_url },
-    })))
+    let page = Page::cut(
+        state
+            .store
+            .list_end_users(caller.agent, from, limit + 1)
+            .await?,
+        limit,
+        &headers,
+        COLLECTION_PATH,
+        |u| u.end_user_id.to_string(),
+    );
+    Ok(Json(ListEndUsersResponse::Page(page)))
 }

@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::pagination::{self, PageMeta, PageQuery};
+use crate::pagination::{self, Page, PageQuery};
 use crate::webhooks::signature::EndpointSecret;
 use crate::webhooks::ssrf;
 
@@ -169,16 +169,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(endpoint.into())))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookPage {
-    pub data: Vec<Webhook>,
-    pub meta: PageMeta,
-}
-
 /// List the agent's webhook endpoints.
 #[utoipa::path(
     get, path = "/v2/webhooks", operation_id = "list-webhooks", tag = "webhooks", params(PageQuery),
-    responses((status = 200, body = WebhookPage), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
+    responses((status = 200, body = Page<Webhook>), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
 )]
 pub async fn list(
@@ -186,19 +180,21 @@ pub async fn list(
     caller: Caller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Json<WebhookPage>, ApiError> {
+) -> Result<Json<Page<Webhook>>, ApiError> {
     let (cursor, limit) = pagination::parse_page_query(query.as_deref())?;
-    let mut data = state
-        .store
-        .list_webhooks(caller.agent, cursor.as_deref(), limit + 1)
-        .await?;
-    let next_page_url = pagination::cut_page(&mut data, limit, &headers, COLLECTION_PATH, |e| {
-        e.id.clone()
-    });
-    Ok(Json(WebhookPage {
-        data: data.into_iter().map(Webhook::from).collect(),
-        meta: PageMeta { next_page_url },
-    }))
+    Ok(Json(
+        Page::cut(
+            state
+                .store
+                .list_webhooks(caller.agent, cursor.as_deref(), limit + 1)
+                .await?,
+            limit,
+            &headers,
+            COLLECTION_PATH,
+            |e| e.id.clone(),
+        )
+        .map(Webhook::from),
+    ))
 }
 
 /// Get one webhook endpoint.
@@ -426,18 +422,12 @@ impl From<Attempt> for AttemptInfo {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptPage {
-    pub data: Vec<AttemptInfo>,
-    pub meta: PageMeta,
-}
-
 /// The endpoint's delivery attempts, newest first (an extension).
 #[utoipa::path(
     get, path = "/v2/webhooks/{id}/attempts", operation_id = "list-webhook-attempts", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id"), PageQuery),
     responses(
-        (status = 200, body = AttemptPage), (status = 400, body = ErrorEnvelope),
+        (status = 200, body = Page<AttemptInfo>), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     ),
     security(("bearerAuth" = []))
@@ -448,7 +438,7 @@ pub async fn attempts(
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Json<AttemptPage>, ApiError> {
+) -> Result<Json<Page<AttemptInfo>>, ApiError> {
     let (cursor, limit) = pagination::parse_page_query(query.as_deref())?;
     let before =
         match cursor {
@@ -458,17 +448,13 @@ pub async fn attempts(
             None => None,
         };
     find(&state, caller, &id).await?;
-    let mut data = state
+    let data = state
         .store
         .list_attempts(caller.agent, &id, before, limit + 1)
         .await?;
     let path = format!("{COLLECTION_PATH}{id}/attempts/");
-    let next_page_url =
-        pagination::cut_page(&mut data, limit, &headers, &path, |a| a.id.to_string());
-    Ok(Json(AttemptPage {
-        data: data.into_iter().map(AttemptInfo::from).collect(),
-        meta: PageMeta { next_page_url },
-    }))
+    let page = Page::cut(data, limit, &headers, &path, |a| a.id.to_string());
+    Ok(Json(page.map(AttemptInfo::from)))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
