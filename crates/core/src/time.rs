@@ -257,6 +257,14 @@ mod tests {
     }
 
     proptest! {
+        /// Request input (`since` of a recovery) reaches the parser: any
+        /// text is refused or read, never a panic.
+        #[test]
+        fn parsing_any_text_never_panics(text in "\\PC{0,40}", prefix in "20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]") {
+            let _ = Timestamp::parse_rfc3339(&text);
+            let _ = Timestamp::parse_rfc3339(&format!("{prefix}{text}"));
+        }
+
         #[test]
         fn formatting_then_parsing_is_the_identity(micros in -62_135_596_800_000_000i64..253_402_300_799_999_999) {
             let ts = Timestamp::from_micros(micros);

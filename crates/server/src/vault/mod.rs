@@ -209,6 +209,8 @@ impl Vault {
         let sealed = store.live_sensitive_values(agent, user, now).await?;
         sealed
             .into_iter()
+            // The store already leaves expired values out; the vault owns
+            // the promise that none is ever served, so it checks again.
             .filter(|s| s.expires_at > now)
             .map(|s| Ok((s.name.clone(), self.open(agent, user, &s)?)))
             .collect()
