@@ -25,7 +25,8 @@ pub use model::{
 };
 pub use model::{AgentLimits, ConversationMutation, NewConversation, StartedConversation};
 pub use webhook_model::{
-    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, WebhookEndpoint,
+    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, SigningSecret,
+    WebhookEndpoint,
 };
 
 /// A change to one stored user, computed by domain code inside the write

@@ -1,6 +1,29 @@
 //! Webhook endpoints, deliveries and attempts as the store keeps them.
 
+use std::fmt;
+
 use endusers_core::{AgentId, Timestamp};
+
+/// An endpoint's signing secret (`whsec_…`). `Debug` never shows it, so an
+/// endpoint or a delivery can be logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningSecret(String);
+
+impl SigningSecret {
+    pub fn new(whsec: String) -> Self {
+        Self(whsec)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningSecret(<redacted>)")
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEndpoint {
@@ -13,8 +36,8 @@ pub struct WebhookEndpoint {
     pub event_filters: Vec<String>,
     pub enabled: bool,
     /// `whsec_…`
-    pub secret: String,
-    pub previous_secret: Option<String>,
+    pub secret: SigningSecret,
+    pub previous_secret: Option<SigningSecret>,
     pub previous_secret_until: Option<Timestamp>,
     pub disabled_reason: Option<String>,
     pub failing_since: Option<Timestamp>,
@@ -34,9 +57,9 @@ pub struct Delivery {
     pub event_type: String,
     pub payload: String,
     pub url: String,
-    pub secret: String,
+    pub secret: SigningSecret,
     /// The pre-rotation secret while it still signs.
-    pub previous_secret: Option<String>,
+    pub previous_secret: Option<SigningSecret>,
     /// Attempts made before this one.
     pub attempts: u32,
     pub message_created_at: Timestamp,
@@ -90,4 +113,34 @@ pub struct Claim {
     pub default_slots: usize,
     /// Free slots of endpoints with deliveries in flight.
     pub free_slots: std::collections::HashMap<String, usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_signing_secret() {
+        let endpoint = WebhookEndpoint {
+            id: "ep_1".into(),
+            agent_id: AgentId(1),
+            url: "https://example.com/".into(),
+            description: String::new(),
+            event_filters: Vec::new(),
+            enabled: true,
+            secret: SigningSecret::new("whsec_TOPSECRET".into()),
+            previous_secret: Some(SigningSecret::new("whsec_OLDSECRET".into())),
+            previous_secret_until: None,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: Timestamp::from_micros(0),
+            updated_at: Timestamp::from_micros(0),
+        };
+        let shown = format!("{endpoint:?}");
+        assert!(
+            !shown.contains("TOPSECRET") && !shown.contains("OLDSECRET"),
+            "{shown}"
+        );
+        assert_eq!(endpoint.secret.expose(), "whsec_TOPSECRET");
+    }
 }

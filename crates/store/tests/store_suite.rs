@@ -11,8 +11,8 @@ use endusers_core::{
 };
 use endusers_core::{EventType, OutboxEvent};
 use endusers_store::{
-    AttemptRecord, Claim, Created, Delivery, NextStep, SealedValue, SensitiveChange, Store,
-    StoreError, WebhookEndpoint,
+    AttemptRecord, Claim, Created, Delivery, NextStep, SealedValue, SensitiveChange, SigningSecret,
+    Store, StoreError, WebhookEndpoint,
 };
 use serde_json::{Value, json};
 
@@ -503,7 +503,7 @@ fn endpoint(agent: AgentId, id: &str, filters: &[&str]) -> WebhookEndpoint {
         description: String::new(),
         event_filters: filters.iter().map(|f| (*f).to_owned()).collect(),
         enabled: true,
-        secret: "whsec_c2VjcmV0".to_owned(),
+        secret: SigningSecret::new("whsec_c2VjcmV0".to_owned()),
         previous_secret: None,
         previous_secret_until: None,
         disabled_reason: None,

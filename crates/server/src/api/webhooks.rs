@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use endusers_core::{EventType, Timestamp};
-use endusers_store::{Attempt, WebhookEndpoint};
+use endusers_store::{Attempt, SigningSecret, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -157,7 +157,7 @@ pub async fn create(
         description,
         event_filters,
         enabled: request.enabled.unwrap_or(true),
-        secret: EndpointSecret::generate().to_string_whsec(),
+        secret: SigningSecret::new(EndpointSecret::generate().to_string_whsec()),
         previous_secret: None,
         previous_secret_until: None,
         disabled_reason: None,
@@ -305,7 +305,7 @@ pub async fn secret(
     Path(id): Path<String>,
 ) -> Result<Json<WebhookSecret>, ApiError> {
     Ok(Json(WebhookSecret {
-        key: find(&state, caller, &id).await?.secret,
+        key: find(&state, caller, &id).await?.secret.expose().to_owned(),
     }))
 }
 
@@ -348,7 +348,7 @@ pub async fn rotate_secret(
     .to_string_whsec();
     let now = state.clock.now();
     let mutation = Box::new(move |e: &mut WebhookEndpoint| {
-        e.previous_secret = Some(std::mem::replace(&mut e.secret, new));
+        e.previous_secret = Some(std::mem::replace(&mut e.secret, SigningSecret::new(new)));
         e.previous_secret_until = Some(now.saturating_add(ROTATION_GRACE));
         e.updated_at = now;
     });

@@ -222,7 +222,7 @@ impl Attempt {
         }
         let mut secrets = Vec::with_capacity(2);
         for text in std::iter::once(&delivery.secret).chain(delivery.previous_secret.as_ref()) {
-            match EndpointSecret::parse(text) {
+            match EndpointSecret::parse(text.expose()) {
                 Ok(secret) => secrets.push(secret),
                 Err(err) => {
                     return failed(format!("the endpoint's signing secret is unusable: {err}"));

@@ -4,7 +4,7 @@ use endusers_core::{AgentId, OutboxEvent, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, StoreError,
+    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, SigningSecret, StoreError,
     WebhookEndpoint,
 };
 
@@ -59,8 +59,8 @@ fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
         description: row.get(3)?,
         event_filters: serde_json::from_str(&filters).unwrap_or_default(),
         enabled: row.get(5)?,
-        secret: row.get(6)?,
-        previous_secret: row.get(7)?,
+        secret: SigningSecret::new(row.get(6)?),
+        previous_secret: row.get::<_, Option<String>>(7)?.map(SigningSecret::new),
         previous_secret_until: row.get::<_, Option<i64>>(8)?.map(Timestamp::from_micros),
         disabled_reason: row.get(9)?,
         failing_since: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_micros),
@@ -78,8 +78,8 @@ fn write_endpoint(conn: &Connection, sql: &str, e: &WebhookEndpoint) -> rusqlite
         e.description,
         filters,
         e.enabled,
-        e.secret,
-        e.previous_secret,
+        e.secret.expose(),
+        e.previous_secret.as_ref().map(SigningSecret::expose),
         e.previous_secret_until.map(Timestamp::as_micros),
         e.disabled_reason,
         e.failing_since.map(Timestamp::as_micros),
@@ -242,8 +242,8 @@ pub(super) fn claim_deliveries(
                 event_type,
                 payload,
                 url: url.clone(),
-                secret: secret.clone(),
-                previous_secret: previous_secret.clone(),
+                secret: SigningSecret::new(secret.clone()),
+                previous_secret: previous_secret.clone().map(SigningSecret::new),
                 attempts,
                 message_created_at: Timestamp::from_micros(created_at),
             });
