@@ -81,6 +81,11 @@ pub struct Caller {
 const MISSING: &str = "an API key is required: send Authorization: Bearer <key>";
 const REJECTED: &str = "the API key is not valid";
 
+/// Left by the rate-limit layer when the key did not check out, so the
+/// route's [`Caller`] refuses without looking the key up again.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused(pub &'static str);
+
 /// A key that checked out: the agent it acts for and that agent's limits.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedKey {
@@ -130,6 +135,9 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(*caller);
+        }
+        if let Some(Refused(reason)) = parts.extensions.get::<Refused>() {
+            return Err(ApiError::Unauthorized(reason));
         }
         let key = authenticate(state, &parts.headers).await?;
         Ok(Self { agent: key.agent })

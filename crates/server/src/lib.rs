@@ -104,15 +104,17 @@ impl AppState {
 }
 
 /// The whole application: routes, the error envelope on every failure,
-/// and a fallback 404 for unknown paths.
+/// and a fallback 404 for unknown paths. Authentication and rate limits
+/// wrap only requests a route will serve: an unknown path is 404 and a
+/// wrong method 405, key or no key, and neither spends budget.
 pub fn app(state: AppState) -> Router {
     api::router()
         .route("/metrics", axum::routing::get(metrics))
-        .fallback(|| async { ApiError::NotFound("no such path") })
-        .layer(axum::middleware::from_fn_with_state(
+        .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::enforce,
         ))
+        .fallback(|| async { ApiError::NotFound("no such path") })
         .layer(axum::middleware::map_response(ensure_envelope))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

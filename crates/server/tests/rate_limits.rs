@@ -143,11 +143,13 @@ async fn the_day_window_and_a_per_agent_override_without_restart() {
 }
 
 #[tokio::test]
-async fn unknown_paths_answer_404_without_a_key_and_without_spending_budget() {
+async fn unknown_paths_and_methods_answer_without_a_key_and_without_spending_budget() {
     let (app, _clock) = manual(limited("1/s", "1/s")).await;
     for _ in 0..3 {
         let response = app.raw(Method::GET, "/api/v2/nope", &[], None).await;
         response.assert_error(404, "not_found", "");
+        let response = app.raw(Method::PUT, USERS, &[], None).await;
+        response.assert_error(405, "method_not_allowed", "");
     }
     assert_eq!(app.get(USERS).await.status, 200, "the budget is untouched");
 }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -63,9 +63,7 @@ fn refused(policy: &RatePolicy, decision: &Decision) -> Response {
 }
 
 pub async fn enforce(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    // Unknown paths go straight to the 404 fallback, key or no key.
-    let routed = request.extensions().get::<MatchedPath>().is_some();
-    let Some(family) = Family::of_path(request.uri().path()).filter(|_| routed) else {
+    let Some(family) = Family::of_path(request.uri().path()) else {
         return next.run(request).await;
     };
     let now = state.clock.now();
@@ -83,13 +81,17 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     }
     let key = match auth::authenticate(&state, request.headers()).await {
         Ok(key) => key,
-        Err(error) => {
+        Err(ApiError::Unauthorized(reason)) => {
+            // The route answers: its `Caller` turns this into the 401, while
+            // a wrong method still gets its 405 and no lookup happens twice.
+            request.extensions_mut().insert(auth::Refused(reason));
             if guard.is_off() {
-                return error.into_response();
+                return next.run(request).await;
             }
             let decision = state.limiter.failed_auth(&address, guard, now);
-            return with_headers(error.into_response(), guard, &decision);
+            return with_headers(next.run(request).await, guard, &decision);
         }
+        Err(error) => return error.into_response(),
     };
     let policy = policy_for(&state, family, &key.limits);
     if policy.is_off() {
