@@ -63,6 +63,20 @@ struct AllArgs {
     /// The storage backend (default: a fresh SQLite file in a temporary directory).
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// Run only these scenarios (the ceiling always runs); a partial run
+    /// writes its files with a `-partial` suffix and leaves `latest.md` alone.
+    #[arg(long, value_delimiter = ',', value_name = "SCENARIO")]
+    only: Vec<Scenario>,
+}
+
+/// The scenarios `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Get,
+    List,
+    Patch,
+    Post,
+    Webhooks,
 }
 
 /// The parameters of one run, defaults and `--smoke` resolved.
@@ -73,6 +87,20 @@ pub struct Params {
     pub duration: Duration,
     pub connections: usize,
     pub database_url: Option<String>,
+    /// Empty: every scenario.
+    pub only: Vec<Scenario>,
+}
+
+impl Params {
+    /// Whether this run includes `scenario`.
+    pub fn runs(&self, scenario: Scenario) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
+
+    /// Whether some scenario was left out.
+    pub fn partial(&self) -> bool {
+        !self.only.is_empty()
+    }
 }
 
 impl AllArgs {
@@ -89,6 +117,7 @@ impl AllArgs {
                 .map_err(|e| format!("--seconds: {e}"))?,
             connections: self.connections.unwrap_or(connections),
             database_url: self.database_url,
+            only: self.only,
         };
         if params.users < 10 {
             return Err("--users: at least 10".into());

@@ -487,6 +487,9 @@ impl Run {
         if self.params.smoke {
             stamp.push_str("-smoke");
         }
+        if self.params.partial() {
+            stamp.push_str("-partial");
+        }
         let json_path = dir.join(format!("{stamp}.json"));
         let md_path = dir.join(format!("{stamp}.md"));
         std::fs::write(
@@ -495,7 +498,7 @@ impl Run {
         )?;
         std::fs::write(&md_path, markdown)?;
         let mut written = vec![json_path, md_path];
-        if !self.params.smoke {
+        if !self.params.smoke && !self.params.partial() {
             let latest = dir.join("latest.md");
             std::fs::write(&latest, markdown)?;
             written.push(latest);

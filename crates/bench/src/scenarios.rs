@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use crate::load::{self, Call, Target, Until, Workload};
 use crate::report::{self, Row, Run, WebhookRow};
 use crate::server::{self, Process, RssSampler};
-use crate::{Params, Result, webhooks};
+use crate::{Params, Result, Scenario, webhooks};
 
 /// What every scenario against the server shares.
 pub struct Bench {
@@ -327,78 +327,96 @@ pub async fn run_all(params: Params) -> Result<()> {
         counter,
     };
 
-    let get = scenario(
-        &bench.target,
-        &params,
-        &sampler,
-        "get",
-        "GET by id",
-        Arc::new(GetById {
-            ids: Arc::clone(&bench.ids),
-        }),
-    )
-    .await?;
-    // Lists before POST create, so the deep page stays past 90 % of all users.
-    let list_first = scenario(
-        &bench.target,
-        &params,
-        &sampler,
-        "list_first",
-        "list, first page (limit 100)",
-        Arc::new(ListPage {
-            path: "/api/v2/end-users/?limit=100".to_owned(),
-        }),
-    )
-    .await?;
-    let list_deep = scenario(
-        &bench.target,
-        &params,
-        &sampler,
-        "list_deep",
-        "list, cursor past 90 % (limit 100)",
-        Arc::new(ListPage {
-            path: format!("/api/v2/end-users/?limit=100&cursor={deep_cursor}"),
-        }),
-    )
-    .await?;
-    let patch = scenario(
-        &bench.target,
-        &params,
-        &sampler,
-        "patch",
-        "PATCH one metadata key",
-        Arc::new(PatchMetadata::new(&bench, false)),
-    )
-    .await?;
-    let create = scenario(
-        &bench.target,
-        &params,
-        &sampler,
-        "post",
-        "POST create",
-        Arc::new(Create {
-            counter: Arc::clone(&bench.counter),
-            created: None,
-        }),
-    )
-    .await?;
-
-    let (receiver_addr, receiver) = webhooks::start_receiver().await?;
-    let mut deliveries = Vec::new();
-    for endpoints in [1, 10] {
-        eprintln!(
-            "bench: webhooks to {endpoints} endpoint(s): PATCH for {:.1} s at {} connections",
-            params.duration.as_secs_f64(),
-            params.connections
+    let mut rows = Vec::new();
+    if params.runs(Scenario::Get) {
+        rows.push(
+            scenario(
+                &bench.target,
+                &params,
+                &sampler,
+                "get",
+                "GET by id",
+                Arc::new(GetById {
+                    ids: Arc::clone(&bench.ids),
+                }),
+            )
+            .await?,
         );
-        sampler.take();
-        let delivery = webhooks::measure(&bench, receiver_addr, &receiver, endpoints).await?;
-        let row = WebhookRow {
-            delivery,
-            rss: sampler.take(),
-        };
-        eprintln!("bench:   {}", row.summary());
-        deliveries.push(row);
+    }
+    // Lists before POST create, so the deep page stays past 90 % of all users.
+    if params.runs(Scenario::List) {
+        for (key, name, path) in [
+            (
+                "list_first",
+                "list, first page (limit 100)",
+                "/api/v2/end-users/?limit=100".to_owned(),
+            ),
+            (
+                "list_deep",
+                "list, cursor past 90 % (limit 100)",
+                format!("/api/v2/end-users/?limit=100&cursor={deep_cursor}"),
+            ),
+        ] {
+            let row = scenario(
+                &bench.target,
+                &params,
+                &sampler,
+                key,
+                name,
+                Arc::new(ListPage { path }),
+            )
+            .await?;
+            rows.push(row);
+        }
+    }
+    if params.runs(Scenario::Patch) {
+        rows.push(
+            scenario(
+                &bench.target,
+                &params,
+                &sampler,
+                "patch",
+                "PATCH one metadata key",
+                Arc::new(PatchMetadata::new(&bench, false)),
+            )
+            .await?,
+        );
+    }
+    if params.runs(Scenario::Post) {
+        rows.push(
+            scenario(
+                &bench.target,
+                &params,
+                &sampler,
+                "post",
+                "POST create",
+                Arc::new(Create {
+                    counter: Arc::clone(&bench.counter),
+                    created: None,
+                }),
+            )
+            .await?,
+        );
+    }
+
+    let mut deliveries = Vec::new();
+    if params.runs(Scenario::Webhooks) {
+        let (receiver_addr, receiver) = webhooks::start_receiver().await?;
+        for endpoints in [1, 10] {
+            eprintln!(
+                "bench: webhooks to {endpoints} endpoint(s): PATCH for {:.1} s at {} connections",
+                params.duration.as_secs_f64(),
+                params.connections
+            );
+            sampler.take();
+            let delivery = webhooks::measure(&bench, receiver_addr, &receiver, endpoints).await?;
+            let row = WebhookRow {
+                delivery,
+                rss: sampler.take(),
+            };
+            eprintln!("bench:   {}", row.summary());
+            deliveries.push(row);
+        }
     }
 
     let hwm_kib = server::memory_kib(endusers.pid()).map_or(0, |(_, hwm)| hwm);
@@ -426,7 +444,7 @@ pub async fn run_all(params: Params) -> Result<()> {
         machine: report::Machine::collect(&root, load_average),
         load: load_row,
         ceiling,
-        rows: vec![get, patch, create, list_first, list_deep],
+        rows,
         webhooks: deliveries,
         build,
         total: started.elapsed(),

@@ -985,3 +985,51 @@ async fn sqlite_data_survives_reopening() {
         "no second default agent"
     );
 }
+
+/// Two stores on one file stand for two processes: a key revoked or an
+/// agent's limits changed through one is seen by the other's next lookup,
+/// however often the other has looked the key up before.
+#[tokio::test]
+async fn sqlite_key_changes_by_another_store_are_seen_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("two.db").display());
+    let server = endusers_store::open(&url, NOW).await.unwrap();
+    let admin = endusers_store::open(&url, NOW).await.unwrap();
+    let agent = server.list_agents().await.unwrap()[0].id;
+    admin
+        .insert_api_key(endusers_store::NewApiKey {
+            key_id: "k2".into(),
+            agent_id: agent,
+            name: None,
+            secret_hash: [9; 32],
+            created_at: NOW,
+        })
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let found = server.find_api_key("k2").await.unwrap().unwrap();
+        assert_eq!(found.revoked_at, None);
+        assert_eq!(found.agent_limits, endusers_store::AgentLimits::default());
+    }
+
+    let limits = endusers_store::AgentLimits {
+        end_user: Some("5/s".to_owned()),
+        global: None,
+    };
+    assert!(
+        admin
+            .set_agent_limits(&AgentHandle::default_handle(), limits.clone())
+            .await
+            .unwrap()
+    );
+    let found = server.find_api_key("k2").await.unwrap().unwrap();
+    assert_eq!(found.agent_limits, limits);
+
+    assert!(admin.revoke_api_key("k2", NOW).await.unwrap());
+    assert_eq!(
+        server.find_api_key("k2").await.unwrap().unwrap().revoked_at,
+        Some(NOW)
+    );
+    server.close().await;
+    admin.close().await;
+}

@@ -7,6 +7,8 @@
 
 mod conversations;
 mod end_users;
+mod inline;
+mod key_cache;
 mod keys;
 mod migrations;
 mod sensitive;
@@ -66,6 +68,8 @@ pub struct SqliteStore {
     reads: flume::Sender<ReadMessage>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     reader_count: usize,
+    inline: inline::InlineReaders,
+    key_cache: key_cache::KeyCache,
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -132,6 +136,8 @@ impl SqliteStore {
             reads,
             threads: Mutex::new(threads),
             reader_count,
+            inline: inline::InlineReaders::new(path),
+            key_cache: key_cache::KeyCache::new(path)?,
         })
     }
 
@@ -149,6 +155,14 @@ impl SqliteStore {
             .send(ReadMessage::Job(job))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on an idle read connection on this thread (see [`inline`]).
+    fn read_now<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.inline.read(f)
     }
 
     /// Runs `f` in the writer's next transaction and answers after commit.
@@ -189,13 +203,15 @@ impl Store for SqliteStore {
     }
 
     async fn create_agent(&self, handle: AgentHandle, now: Timestamp) -> Result<Agent, StoreError> {
-        self.write(move |conn| keys::create_agent(conn, &handle, now))
-            .await
+        let agent = self
+            .write(move |conn| keys::create_agent(conn, &handle, now))
+            .await?;
+        self.key_cache.changed()?;
+        Ok(agent)
     }
 
     async fn find_agent(&self, handle: &AgentHandle) -> Result<Option<Agent>, StoreError> {
-        let handle = handle.clone();
-        self.read(move |conn| keys::find_agent(conn, &handle)).await
+        self.read_now(|conn| keys::find_agent(conn, handle))
     }
 
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
@@ -208,25 +224,27 @@ impl Store for SqliteStore {
         limits: AgentLimits,
     ) -> Result<bool, StoreError> {
         let handle = handle.clone();
-        self.write(move |conn| keys::set_agent_limits(conn, &handle, &limits))
-            .await
+        let found = self
+            .write(move |conn| keys::set_agent_limits(conn, &handle, &limits))
+            .await?;
+        self.key_cache.changed()?;
+        Ok(found)
     }
 
     async fn agent_limits(&self, handle: &AgentHandle) -> Result<Option<AgentLimits>, StoreError> {
-        let handle = handle.clone();
-        self.read(move |conn| keys::agent_limits(conn, &handle))
-            .await
+        self.read_now(|conn| keys::agent_limits(conn, handle))
     }
 
     async fn insert_api_key(&self, key: NewApiKey) -> Result<(), StoreError> {
         self.write(move |conn| keys::insert_api_key(conn, &key))
-            .await
+            .await?;
+        self.key_cache.changed()
     }
 
     async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let key_id = key_id.to_owned();
-        self.read(move |conn| keys::find_api_key(conn, &key_id))
-            .await
+        self.key_cache.find(key_id, || {
+            self.read_now(|conn| keys::find_api_key(conn, key_id))
+        })
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -235,8 +253,11 @@ impl Store for SqliteStore {
 
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool, StoreError> {
         let key_id = key_id.to_owned();
-        self.write(move |conn| keys::revoke_api_key(conn, &key_id, now))
-            .await
+        let revoked = self
+            .write(move |conn| keys::revoke_api_key(conn, &key_id, now))
+            .await?;
+        self.key_cache.changed()?;
+        Ok(revoked)
     }
 
     async fn create_end_user(
@@ -261,7 +282,7 @@ impl Store for SqliteStore {
         agent: AgentId,
         id: EndUserId,
     ) -> Result<Option<EndUser>, StoreError> {
-        self.read(move |conn| end_users::get(conn, agent, id)).await
+        self.read_now(|conn| end_users::get(conn, agent, id))
     }
 
     async fn find_end_user_by_external_id(
@@ -269,9 +290,7 @@ impl Store for SqliteStore {
         agent: AgentId,
         external_id: &ExternalId,
     ) -> Result<Option<EndUser>, StoreError> {
-        let external_id = external_id.clone();
-        self.read(move |conn| end_users::find_by_external_id(conn, agent, &external_id))
-            .await
+        self.read_now(|conn| end_users::find_by_external_id(conn, agent, external_id))
     }
 
     async fn list_end_users(
@@ -280,8 +299,7 @@ impl Store for SqliteStore {
         from: Option<EndUserId>,
         limit: usize,
     ) -> Result<Vec<EndUser>, StoreError> {
-        self.read(move |conn| end_users::list(conn, agent, from, limit))
-            .await
+        self.read_now(|conn| end_users::list(conn, agent, from, limit))
     }
 
     async fn update_end_user(
@@ -320,8 +338,7 @@ impl Store for SqliteStore {
         id: EndUserId,
         now: Timestamp,
     ) -> Result<Vec<SealedValue>, StoreError> {
-        self.read(move |conn| sensitive::live(conn, agent, id, now))
-            .await
+        self.read_now(|conn| sensitive::live(conn, agent, id, now))
     }
 
     async fn delete_expired_sensitive_values(
@@ -365,9 +382,7 @@ impl Store for SqliteStore {
         agent: AgentId,
         id: &str,
     ) -> Result<Option<WebhookEndpoint>, StoreError> {
-        let id = id.to_owned();
-        self.read(move |conn| webhooks::get_endpoint(conn, agent, &id))
-            .await
+        self.read_now(|conn| webhooks::get_endpoint(conn, agent, id))
     }
 
     async fn list_webhooks(
@@ -376,9 +391,7 @@ impl Store for SqliteStore {
         from: Option<&str>,
         limit: usize,
     ) -> Result<Vec<WebhookEndpoint>, StoreError> {
-        let from = from.map(str::to_owned);
-        self.read(move |conn| webhooks::list_endpoints(conn, agent, from.as_deref(), limit))
-            .await
+        self.read_now(|conn| webhooks::list_endpoints(conn, agent, from, limit))
     }
 
     async fn update_webhook(
@@ -424,9 +437,7 @@ impl Store for SqliteStore {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Attempt>, StoreError> {
-        let endpoint = endpoint.to_owned();
-        self.read(move |conn| webhooks::list_attempts(conn, agent, &endpoint, before, limit))
-            .await
+        self.read_now(|conn| webhooks::list_attempts(conn, agent, endpoint, before, limit))
     }
 
     async fn recover_deliveries(
@@ -462,8 +473,7 @@ impl Store for SqliteStore {
         agent: AgentId,
         id: EndUserId,
     ) -> Result<Option<Channel>, StoreError> {
-        self.read(move |conn| conversations::get_channel(conn, agent, id))
-            .await
+        self.read_now(|conn| conversations::get_channel(conn, agent, id))
     }
 
     async fn list_channels(
@@ -472,8 +482,7 @@ impl Store for SqliteStore {
         from: Option<EndUserId>,
         limit: usize,
     ) -> Result<Vec<Channel>, StoreError> {
-        self.read(move |conn| conversations::list_channels(conn, agent, from, limit))
-            .await
+        self.read_now(|conn| conversations::list_channels(conn, agent, from, limit))
     }
 
     async fn start_conversation(
@@ -489,8 +498,7 @@ impl Store for SqliteStore {
         agent: AgentId,
         id: EndUserId,
     ) -> Result<Option<Conversation>, StoreError> {
-        self.read(move |conn| conversations::get_conversation(conn, agent, id))
-            .await
+        self.read_now(|conn| conversations::get_conversation(conn, agent, id))
     }
 
     async fn update_conversation(
@@ -513,6 +521,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.inline.close();
         let _ = self.writes.send(Message::Stop);
         for _ in 0..self.reader_count {
             let _ = self.reads.send(ReadMessage::Stop);
