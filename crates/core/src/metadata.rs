@@ -9,7 +9,7 @@ use crate::error::FieldError;
 use crate::wire::Patch;
 
 /// A metadata value: the only three kinds the contract allows.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum MetadataValue {
@@ -37,6 +37,47 @@ impl MetadataValue {
                 "values must be a string, integer or boolean",
             )),
         }
+    }
+}
+
+/// Read straight from the token's kind: every stored profile is parsed on
+/// every read, and `untagged`'s buffer-and-retry would cost an allocation
+/// and an error value per string.
+impl<'de> serde::Deserialize<'de> for MetadataValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Kind;
+
+        impl serde::de::Visitor<'_> for Kind {
+            type Value = MetadataValue;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, an integer that fits in i64, or a boolean")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MetadataValue, E> {
+                Ok(MetadataValue::String(v.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<MetadataValue, E> {
+                Ok(MetadataValue::String(v))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MetadataValue, E> {
+                Ok(MetadataValue::Integer(v))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<MetadataValue, E> {
+                i64::try_from(v)
+                    .map(MetadataValue::Integer)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<MetadataValue, E> {
+                Ok(MetadataValue::Boolean(v))
+            }
+        }
+
+        deserializer.deserialize_any(Kind)
     }
 }
 
@@ -163,6 +204,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn stored_values_read_back_by_their_kind() {
+        let read: Metadata =
+            serde_json::from_str(r#"{"a":"x","b":-3,"c":true,"d":9223372036854775807}"#).unwrap();
+        assert_eq!(read.get("a"), Some(&MetadataValue::String("x".into())));
+        assert_eq!(read.get("b"), Some(&MetadataValue::Integer(-3)));
+        assert_eq!(read.get("c"), Some(&MetadataValue::Boolean(true)));
+        assert_eq!(read.get("d"), Some(&MetadataValue::Integer(i64::MAX)));
+        for bad in [
+            r#"{"a":9223372036854775808}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":null}"#,
+            r#"{"a":[1]}"#,
+            r#"{"a":{}}"#,
+        ] {
+            assert!(serde_json::from_str::<Metadata>(bad).is_err(), "{bad}");
+        }
+    }
 
     fn object(value: Value) -> Map<String, Value> {
         match value {

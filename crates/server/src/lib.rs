@@ -60,9 +60,14 @@ impl Default for ServerConfig {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach. One pointer: axum clones the state for
+/// every extractor and layer of every request, so a clone is one counter
+/// increment rather than one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`], reached through it.
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
@@ -81,7 +86,7 @@ impl AppState {
         vault: Arc<Vault>,
     ) -> Self {
         let limiter = Arc::new(Limiter::new(&config.rate_limits));
-        Self {
+        Self(Arc::new(Shared {
             store,
             clock,
             limiter,
@@ -89,7 +94,7 @@ impl AppState {
             vault,
             webhook_wakeup: Arc::new(Notify::new()),
             ids: Arc::new(IdGenerator::new()),
-        }
+        }))
     }
 
     pub fn new_end_user_id(&self, now: Timestamp) -> EndUserId {
@@ -100,6 +105,14 @@ impl AppState {
     /// time-ordered like end-user ids.
     pub fn new_prefixed_id(&self, prefix: &str, now: Timestamp) -> String {
         format!("{prefix}{}", self.new_end_user_id(now))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 

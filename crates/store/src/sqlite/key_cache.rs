@@ -7,8 +7,10 @@
 //! revocation must hold from the next request on. So every change of keys
 //! or agents, by any process, appends one byte to a marker file beside the
 //! database (`<db>.keys-changed`); the cache remembers the file's inode and
-//! length when it was filled and empties itself when they differ. A `stat`
-//! per request costs about a microsecond, a fraction of a read transaction.
+//! length when it was filled and empties itself when they differ. An
+//! `fstat` of the open file per request costs a fraction of a read
+//! transaction; once a second the path is checked too, so a marker file
+//! that was deleted and made anew is followed within a second.
 //!
 //! The length only grows (an append is atomic, whichever process makes it),
 //! so a version once seen never comes back; the file grows one byte per
@@ -16,16 +18,22 @@
 //! slower, never stale.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use crate::{ApiKeyRecord, StoreError};
 
 /// More keys than this in use at once empties the cache, so it stays small.
 const MAX_KEYS: usize = 4_096;
+
+/// How often, in milliseconds, the marker's path is checked against the
+/// open file.
+const REOPEN_CHECK_MS: u64 = 1_000;
 
 /// The marker file's identity and length: different after every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +44,12 @@ struct Version {
 
 pub(super) struct KeyCache {
     marker: PathBuf,
-    state: Mutex<State>,
+    /// The marker, open: `fstat` needs no path lookup.
+    file: RwLock<File>,
+    /// Milliseconds after `born` when the path was last checked.
+    path_checked_ms: AtomicU64,
+    born: Instant,
+    state: RwLock<State>,
 }
 
 #[derive(Default)]
@@ -50,18 +63,16 @@ impl KeyCache {
     pub(super) fn new(database: &Path) -> Result<Self, StoreError> {
         let mut marker = database.as_os_str().to_owned();
         marker.push(".keys-changed");
-        let cache = Self {
-            marker: PathBuf::from(marker),
-            state: Mutex::new(State::default()),
-        };
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&cache.marker)
-            .map_err(|e| {
-                StoreError::Config(format!("cannot create {}: {e}", cache.marker.display()))
-            })?;
-        Ok(cache)
+        let marker = PathBuf::from(marker);
+        let file = open_marker(&marker)
+            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", marker.display())))?;
+        Ok(Self {
+            marker,
+            file: RwLock::new(file),
+            path_checked_ms: AtomicU64::new(0),
+            born: Instant::now(),
+            state: RwLock::new(State::default()),
+        })
     }
 
     /// The key from memory if nothing changed since it was read, otherwise
@@ -77,23 +88,29 @@ impl KeyCache {
             return read();
         };
         {
-            let mut state = self.lock();
-            if state.version != Some(version) {
-                state.keys.clear();
-                state.version = Some(version);
-            } else if let Some(record) = state.keys.get(key_id) {
+            let state = read_lock(&self.state);
+            if state.version == Some(version)
+                && let Some(record) = state.keys.get(key_id)
+            {
                 return Ok(Some(record.clone()));
             }
         }
         let record = read()?;
-        if let Some(record) = &record {
-            let mut state = self.lock();
-            if state.version == Some(version) {
-                if state.keys.len() >= MAX_KEYS {
-                    state.keys.clear();
-                }
-                state.keys.insert(key_id.to_owned(), record.clone());
+        let mut state = write_lock(&self.state);
+        if state.version != Some(version) {
+            // Another thread may have moved the cache on to a newer version
+            // meanwhile; a record read under an older one must not join it.
+            if self.version() != Some(version) {
+                return Ok(record);
             }
+            state.keys.clear();
+            state.version = Some(version);
+        }
+        if let Some(record) = &record {
+            if state.keys.len() >= MAX_KEYS {
+                state.keys.clear();
+            }
+            state.keys.insert(key_id.to_owned(), record.clone());
         }
         Ok(record)
     }
@@ -101,10 +118,7 @@ impl KeyCache {
     /// Tells every process's cache that keys or agents changed. Called
     /// after the change is committed.
     pub(super) fn changed(&self) -> Result<(), StoreError> {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.marker)
+        open_marker(&self.marker)
             .and_then(|mut file| file.write_all(b"\n"))
             .map_err(|e| {
                 StoreError::Backend(format!("cannot append to {}: {e}", self.marker.display()))
@@ -112,22 +126,49 @@ impl KeyCache {
     }
 
     fn version(&self) -> Option<Version> {
-        let meta = std::fs::metadata(&self.marker).ok()?;
+        let now_ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let checked = self.path_checked_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(checked) >= REOPEN_CHECK_MS
+            && self
+                .path_checked_ms
+                .compare_exchange(checked, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.follow_replacement()?;
+        }
+        let meta = read_lock(&self.file).metadata().ok()?;
         Some(Version {
             inode: meta.ino(),
             len: meta.len(),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(guard) => guard,
-            // Emptying the cache is always safe.
-            Err(poisoned) => {
-                let mut guard = poisoned.into_inner();
-                *guard = State::default();
-                guard
-            }
+    /// Reopens the marker if the file at its path is no longer the open one
+    /// (deleted and made anew). The new file's inode differs, so the
+    /// version changes and the cache empties.
+    fn follow_replacement(&self) -> Option<()> {
+        let at_path = std::fs::metadata(&self.marker).ok()?;
+        let open = read_lock(&self.file).metadata().ok()?;
+        if at_path.ino() != open.ino() || at_path.dev() != open.dev() {
+            *write_lock(&self.file) = open_marker(&self.marker).ok()?;
         }
+        Some(())
     }
+}
+
+fn open_marker(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+// A panic while a lock was held cannot leave either value half-changed
+// (every change is one assignment or one map operation, and an emptied
+// cache is always correct), so a poisoned lock is used as it is.
+fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
