@@ -217,6 +217,20 @@ pub async fn run<W: Workload>(
     until: Until,
     workload: Arc<W>,
 ) -> Result<Outcome> {
+    run_paced(target, connections, until, None, workload).await
+}
+
+/// [`run`], with request number `n` sent no earlier than `n / rate`
+/// seconds after the start when `rate` (requests per second) is given: an
+/// offered load instead of as fast as answers come back. A worker that
+/// falls behind sends at once, so the rate is kept while the server can.
+pub async fn run_paced<W: Workload>(
+    target: &Target,
+    connections: usize,
+    until: Until,
+    rate: Option<f64>,
+    workload: Arc<W>,
+) -> Result<Outcome> {
     // Every connection is open before the clock starts.
     let mut connecting = tokio::task::JoinSet::new();
     for _ in 0..connections {
@@ -240,9 +254,10 @@ pub async fn run<W: Workload>(
         let workload = Arc::clone(&workload);
         let seq = Arc::clone(&seq);
         let seed = 0x5eed_0000 + index as u64;
-        workers.spawn(
-            async move { worker(target, sender, workload, seq, deadline, limit, seed).await },
-        );
+        let pace = rate.map(|rate| Pace { started, rate });
+        workers.spawn(async move {
+            worker(target, sender, workload, seq, deadline, limit, pace, seed).await
+        });
     }
     let mut outcome = Outcome::default();
     let mut micros = Vec::new();
@@ -260,6 +275,20 @@ pub async fn run<W: Workload>(
     Ok(outcome)
 }
 
+/// When paced requests are due.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    started: Instant,
+    rate: f64,
+}
+
+impl Pace {
+    fn due(&self, n: u64) -> Instant {
+        self.started + Duration::from_secs_f64(n as f64 / self.rate)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn worker<W: Workload>(
     target: Target,
     sender: SendRequest<Full<Bytes>>,
@@ -267,6 +296,7 @@ async fn worker<W: Workload>(
     seq: Arc<AtomicU64>,
     deadline: Option<Instant>,
     limit: Option<u64>,
+    pace: Option<Pace>,
     seed: u64,
 ) -> WorkerTally {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -279,6 +309,13 @@ async fn worker<W: Workload>(
         let n = seq.fetch_add(1, Ordering::Relaxed);
         if limit.is_some_and(|limit| n >= limit) {
             break;
+        }
+        if let Some(pace) = pace {
+            let due = pace.due(n);
+            if deadline.is_some_and(|deadline| due >= deadline) {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
         }
         let call = workload.call(n, &mut rng);
         let tag = call.tag;

@@ -67,6 +67,11 @@ struct AllArgs {
     /// writes its files with a `-partial` suffix and leaves `latest.md` alone.
     #[arg(long, value_delimiter = ',', value_name = "SCENARIO")]
     only: Vec<Scenario>,
+    /// Deliveries/s offered to 1 and to 10 endpoints (PATCHes paced at the
+    /// rate ÷ endpoints); 0 sends PATCHes as fast as they are answered.
+    /// Default 10000,20000 (the targets); with --smoke 200,400.
+    #[arg(long, value_delimiter = ',', value_name = "PER_S")]
+    webhook_rates: Option<Vec<f64>>,
 }
 
 /// The scenarios `--only` can pick.
@@ -89,6 +94,8 @@ pub struct Params {
     pub database_url: Option<String>,
     /// Empty: every scenario.
     pub only: Vec<Scenario>,
+    /// Offered deliveries/s to 1 and to 10 endpoints; `None`: closed loop.
+    pub webhook_rates: [Option<f64>; 2],
 }
 
 impl Params {
@@ -118,7 +125,23 @@ impl AllArgs {
             connections: self.connections.unwrap_or(connections),
             database_url: self.database_url,
             only: self.only,
+            webhook_rates: [None, None],
         };
+        let rates = match self.webhook_rates {
+            Some(rates) => rates,
+            None if self.smoke => vec![200.0, 400.0],
+            None => vec![10_000.0, 20_000.0],
+        };
+        if rates.len() != 2 {
+            return Err("--webhook-rates: two rates, for 1 and for 10 endpoints".into());
+        }
+        let mut params = params;
+        for (slot, rate) in params.webhook_rates.iter_mut().zip(rates) {
+            if !rate.is_finite() || rate < 0.0 {
+                return Err("--webhook-rates: rates are numbers ≥ 0".into());
+            }
+            *slot = (rate > 0.0).then_some(rate);
+        }
         if params.users < 10 {
             return Err("--users: at least 10".into());
         }

@@ -402,14 +402,18 @@ pub async fn run_all(params: Params) -> Result<()> {
     let mut deliveries = Vec::new();
     if params.runs(Scenario::Webhooks) {
         let (receiver_addr, receiver) = webhooks::start_receiver().await?;
-        for endpoints in [1, 10] {
+        for (endpoints, offered) in [1, 10].into_iter().zip(params.webhook_rates) {
             eprintln!(
-                "bench: webhooks to {endpoints} endpoint(s): PATCH for {:.1} s at {} connections",
+                "bench: webhooks to {endpoints} endpoint(s): PATCH for {:.1} s at {} connections, {}",
                 params.duration.as_secs_f64(),
-                params.connections
+                params.connections,
+                offered.map_or("as fast as answered".to_owned(), |rate| format!(
+                    "{rate:.0} deliveries/s offered"
+                )),
             );
             sampler.take();
-            let delivery = webhooks::measure(&bench, receiver_addr, &receiver, endpoints).await?;
+            let delivery =
+                webhooks::measure(&bench, receiver_addr, &receiver, endpoints, offered).await?;
             let row = WebhookRow {
                 delivery,
                 rss: sampler.take(),

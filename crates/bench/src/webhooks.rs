@@ -90,6 +90,9 @@ pub async fn start_receiver() -> Result<(SocketAddr, Arc<Receiver>)> {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub endpoints: usize,
+    /// Deliveries/s the PATCH pace offered; `None`: PATCHes as fast as
+    /// they were answered.
+    pub offered: Option<f64>,
     /// The PATCHes that caused the events.
     pub patches: Outcome,
     /// Acknowledged PATCHes times endpoints.
@@ -122,6 +125,17 @@ impl Delivery {
         }
     }
 
+    /// Deliveries the acknowledged PATCHes called for, per second of the
+    /// PATCH phase: the load actually offered.
+    pub fn sent_per_second(&self) -> f64 {
+        let secs = self.patches.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.expected as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
     pub fn missing(&self) -> u64 {
         self.expected.saturating_sub(self.delivered)
     }
@@ -134,6 +148,7 @@ pub async fn measure(
     receiver_addr: SocketAddr,
     receiver: &Receiver,
     endpoints: usize,
+    offered: Option<f64>,
 ) -> Result<Delivery> {
     let target = &bench.target;
     let mut ids = Vec::with_capacity(endpoints);
@@ -164,10 +179,11 @@ pub async fn measure(
 
     let workload = Arc::new(PatchMetadata::new(bench, true));
     let started = Instant::now();
-    let patches = load::run(
+    let patches = load::run_paced(
         target,
         bench.params.connections,
         Until::Elapsed(bench.params.duration),
+        offered.map(|rate| rate / endpoints as f64),
         Arc::clone(&workload),
     )
     .await?;
@@ -241,6 +257,7 @@ pub async fn measure(
     let last = last.unwrap_or(patched);
     Ok(Delivery {
         endpoints,
+        offered,
         patches,
         expected,
         delivered: distinct.len() as u64,

@@ -108,7 +108,7 @@ impl Default for Settings {
             webhook_disable_after: Duration::from_secs(7 * 86_400),
             webhooks_allow_insecure: false,
             webhook_retention: Duration::from_secs(30 * 86_400),
-            webhook_endpoint_concurrency: 32,
+            webhook_endpoint_concurrency: 128,
             webhook_concurrency: 512,
             rate_limit_end_user: RateLimitSettings::default().end_user,
             rate_limit_global: RateLimitSettings::default().global,

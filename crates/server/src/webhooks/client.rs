@@ -51,7 +51,11 @@ pub fn build(settings: &WebhookSettings) -> Result<reqwest::Client, reqwest::Err
         .redirect(reqwest::redirect::Policy::none())
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout.min(std::time::Duration::from_secs(10)))
-        .pool_max_idle_per_host(settings.per_endpoint_concurrency)
+        // Endpoints often share a host (one integrator, several paths): a
+        // pool kept per host must hold every connection in flight, or each
+        // answer beyond the cap closes its connection and the next send
+        // opens a new one.
+        .pool_max_idle_per_host(settings.concurrency)
         .user_agent(concat!("endusers-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
 }

@@ -38,7 +38,7 @@ impl Default for WebhookSettings {
             timeout: Duration::from_secs(15),
             disable_after: Duration::from_secs(7 * 86_400),
             allow_insecure: false,
-            per_endpoint_concurrency: 32,
+            per_endpoint_concurrency: 128,
             concurrency: 512,
             poll_interval: Duration::from_secs(1),
             retention: Duration::from_secs(30 * 86_400),

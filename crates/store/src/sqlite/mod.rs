@@ -86,11 +86,11 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     // FULL: the WAL is synced at every commit, so a commit that returned
     // survives power loss. NORMAL would only survive a process crash.
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // Pages are read through one shared memory map instead of being copied
-    // into each connection's cache: reads skip a system call per page, and
-    // the connections share one copy of the hot pages.
-    conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
-    conn.pragma_update(None, "cache_size", -4_000)?;
+    // Every write runs in its own savepoint, whose undo copies of pages go
+    // to a statement journal: in memory that is a copy, on disk a write
+    // system call per page.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

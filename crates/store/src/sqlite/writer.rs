@@ -110,17 +110,14 @@ pub(crate) fn run(mut conn: Connection, queue: flume::Receiver<Message>) {
 fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
-        let step = conn
-            .execute_batch("SAVEPOINT job")
-            .map_err(StoreError::from)
-            .and_then(|()| {
-                let sql = if job.run(conn) {
-                    "RELEASE job"
-                } else {
-                    "ROLLBACK TO job; RELEASE job"
-                };
-                conn.execute_batch(sql).map_err(StoreError::from)
-            });
+        let step = run_statement(conn, "SAVEPOINT job").and_then(|()| {
+            if job.run(conn) {
+                run_statement(conn, "RELEASE job")
+            } else {
+                run_statement(conn, "ROLLBACK TO job")
+                    .and_then(|()| run_statement(conn, "RELEASE job"))
+            }
+        });
         if let Err(err) = step {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(err);
@@ -131,5 +128,12 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn WriteJob>]) -> Resul
         let _ = conn.execute_batch("ROLLBACK");
         return Err(err.into());
     }
+    Ok(())
+}
+
+/// One statement from the connection's cache: the savepoint statements run
+/// twice per write and need not be parsed each time.
+fn run_statement(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
