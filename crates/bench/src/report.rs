@@ -26,16 +26,27 @@ pub struct Row {
 }
 
 impl Row {
+    /// Server CPU time per answered request: steadier than requests/s on a
+    /// machine whose speed varies, and what an optimisation changes.
+    pub fn cpu_micros_per_request(&self) -> f64 {
+        let answered = self.outcome.ok + self.outcome.errors();
+        if answered == 0 {
+            return 0.0;
+        }
+        self.rss.cpu_seconds * 1e6 / answered as f64
+    }
+
     pub fn summary(&self) -> String {
         let o = &self.outcome;
         format!(
-            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}, RSS {:.1} MB",
+            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}, RSS {:.1} MB, CPU {:.1} µs/req",
             o.per_second(),
             o.latencies.quantile_ms(0.5),
             o.latencies.quantile_ms(0.99),
             o.latencies.quantile_ms(0.999),
             errors_text(o),
             mb(self.rss.max_kib),
+            self.cpu_micros_per_request(),
         )
     }
 
@@ -55,6 +66,7 @@ impl Row {
             "response_bytes": self.response_bytes,
             "rss_peak_mb": mb(self.rss.max_kib),
             "rss_hwm_mb": mb(self.rss.hwm_kib),
+            "server_cpu_us_per_request": self.cpu_micros_per_request(),
         })
     }
 }
@@ -371,18 +383,20 @@ impl Run {
             "Ceiling: a minimal server (axum, own process) answering the same GET with {} fixed bytes; \
              \"× ceiling\" is a figure's requests/s over the ceiling's. Latencies are of 2xx answers; \
              errors are non-2xx answers and transport failures. RSS is the server's highest VmRSS \
-             sampled every 50 ms during the scenario.\n",
+             sampled every 50 ms during the scenario; CPU is the server process's user + system \
+             time over the scenario per answered request (steadier than requests/s when the \
+             machine's speed varies).\n",
             self.ceiling.response_bytes
         );
         md.push_str(
-            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server peak RSS MB |\n",
+            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | server peak RSS MB |\n",
         );
-        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in std::iter::once(&self.ceiling).chain(&self.rows) {
             let o = &row.outcome;
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1}{} |",
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1}{} |",
                 row.name,
                 o.per_second(),
                 ratio(o.per_second(), ceiling),
@@ -391,6 +405,7 @@ impl Run {
                 o.latencies.quantile_ms(0.999),
                 errors_text(o),
                 row.response_bytes,
+                row.cpu_micros_per_request(),
                 mb(row.rss.max_kib),
                 if row.key == "ceiling" {
                     " (ceiling process)"

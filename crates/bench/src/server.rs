@@ -237,6 +237,23 @@ pub struct RssSampler {
     pid: u32,
     max_kib: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    /// The process's CPU time at the last take, in clock ticks.
+    cpu_ticks: AtomicU64,
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User plus system CPU time the process has used, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses;
+    // utime and stime are the 14th and 15th of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
 }
 
 /// Memory over one scenario.
@@ -244,6 +261,8 @@ pub struct RssSampler {
 pub struct Rss {
     /// The highest VmRSS sampled during the scenario.
     pub max_kib: u64,
+    /// CPU seconds the process used during the scenario.
+    pub cpu_seconds: f64,
     /// VmHWM at its end: the peak since the process started.
     pub hwm_kib: u64,
 }
@@ -264,16 +283,24 @@ impl RssSampler {
                 }
             });
         }
-        Self { pid, max_kib, stop }
+        Self {
+            pid,
+            max_kib,
+            stop,
+            cpu_ticks: AtomicU64::new(cpu_ticks(pid).unwrap_or(0)),
+        }
     }
 
     /// The peak since the last call, and resets it.
     pub fn take(&self) -> Rss {
         let (rss, hwm) = memory_kib(self.pid).unwrap_or_default();
         let sampled = self.max_kib.swap(rss, Ordering::Relaxed);
+        let ticks = cpu_ticks(self.pid).unwrap_or(0);
+        let before = self.cpu_ticks.swap(ticks, Ordering::Relaxed);
         Rss {
             max_kib: sampled.max(rss),
             hwm_kib: hwm,
+            cpu_seconds: ticks.saturating_sub(before) as f64 / TICKS_PER_SECOND,
         }
     }
 }

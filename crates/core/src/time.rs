@@ -136,9 +136,56 @@ impl fmt::Display for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The [`Display`](fmt::Display) form written digit by digit into
+    /// `buf`, for years 0 to 9999 (every answer carries two or three
+    /// timestamps, and the formatting machinery costs more than the data).
+    fn rfc3339_into(self, buf: &mut [u8; 32]) -> Option<&str> {
+        let seconds = self.0.div_euclid(1_000_000);
+        let micros = self.0.rem_euclid(1_000_000);
+        let days = seconds.div_euclid(86_400);
+        let in_day = seconds.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let mut put = |at: usize, value: i64, digits: usize| {
+            let mut value = value;
+            for i in (at..at + digits).rev() {
+                // `value % 10` is 0..=9: the cast cannot truncate.
+                buf[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, year, 4);
+        put(5, month, 2);
+        put(8, day, 2);
+        put(11, in_day / 3600, 2);
+        put(14, (in_day / 60) % 60, 2);
+        put(17, in_day % 60, 2);
+        put(20, micros, 6);
+        for (at, byte) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+        ] {
+            buf[at] = byte;
+        }
+        buf[26..32].copy_from_slice(b"+00:00");
+        std::str::from_utf8(&buf[..]).ok()
+    }
+}
+
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let mut buf = [0u8; 32];
+        match self.rfc3339_into(&mut buf) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.collect_str(self),
+        }
     }
 }
 
@@ -263,6 +310,18 @@ mod tests {
         fn parsing_any_text_never_panics(text in "\\PC{0,40}", prefix in "20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]") {
             let _ = Timestamp::parse_rfc3339(&text);
             let _ = Timestamp::parse_rfc3339(&format!("{prefix}{text}"));
+        }
+
+        /// The serialized form is the displayed one, fast path or not.
+        #[test]
+        fn serializing_writes_the_displayed_form(
+            any_time in any::<i64>(),
+            years_0_to_9999 in -62_167_219_200_000_000i64..253_402_300_800_000_000,
+        ) {
+            for micros in [any_time, years_0_to_9999] {
+                let ts = Timestamp::from_micros(micros);
+                prop_assert_eq!(serde_json::to_value(ts).unwrap(), serde_json::Value::String(ts.to_string()));
+            }
         }
 
         #[test]

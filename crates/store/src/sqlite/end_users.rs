@@ -8,11 +8,37 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use crate::{Applied, Created, Mutation, StoreError};
 
-const COLUMNS: &str =
-    "agent_id, id, external_id, first_name, last_name, display_name, avatar, email,
-     language, metadata, sunshine_user_id, last_conversation_at, version, created_at, updated_at, orphan_until";
+/// The user's columns, in the order [`from_row`] reads them. A macro, so
+/// the statements below are constants: the statement cache is looked up
+/// without building the SQL text on every call.
+macro_rules! columns {
+    () => {
+        "agent_id, id, external_id, first_name, last_name, display_name, avatar, email,
+         language, metadata, sunshine_user_id, last_conversation_at, version, created_at,
+         updated_at, orphan_until"
+    };
+}
 
-const PLACEHOLDERS: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16";
+const INSERT: &str = concat!(
+    "INSERT INTO end_users (",
+    columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+);
+const BY_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM end_users WHERE agent_id = ?1 AND id = ?2"
+);
+const BY_EXTERNAL_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM end_users WHERE agent_id = ?1 AND external_id = ?2"
+);
+const PAGE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM end_users WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
+);
 
 /// Rewrites every column but the key, numbered as in [`write_row`].
 const UPDATE: &str = "UPDATE end_users SET external_id = ?3, first_name = ?4, last_name = ?5,
@@ -21,7 +47,7 @@ const UPDATE: &str = "UPDATE end_users SET external_id = ?3, first_name = ?4, la
      orphan_until = ?16
      WHERE agent_id = ?1 AND id = ?2";
 
-/// Runs `sql` with the user's columns bound as ?1..?16 in [`COLUMNS`] order.
+/// Runs `sql` with the user's columns bound as ?1..?16 in [`columns`] order.
 fn write_row(conn: &Connection, sql: &str, user: &EndUser) -> rusqlite::Result<usize> {
     let p = &user.profile;
     conn.prepare_cached(sql)?.execute(params![
@@ -95,9 +121,7 @@ pub(super) fn find_by_external_id(
     external_id: &ExternalId,
 ) -> Result<Option<EndUser>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM end_users WHERE agent_id = ?1 AND external_id = ?2"
-        ))?
+        .prepare_cached(BY_EXTERNAL_ID)?
         .query_row(params![agent.0, external_id.as_str()], from_row)
         .optional()?)
 }
@@ -108,12 +132,7 @@ pub(super) fn create(conn: &Connection, user: EndUser) -> Result<Created, StoreE
     {
         return Ok(Created::Existing(existing));
     }
-    write_row(
-        conn,
-        &format!("INSERT INTO end_users ({COLUMNS}) VALUES ({PLACEHOLDERS})"),
-        &user,
-    )
-    .map_err(|e| {
+    write_row(conn, INSERT, &user).map_err(|e| {
         if is_unique_violation(&e) {
             StoreError::Conflict("end_user_id")
         } else {
@@ -129,9 +148,7 @@ pub(super) fn get(
     id: EndUserId,
 ) -> Result<Option<EndUser>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM end_users WHERE agent_id = ?1 AND id = ?2"
-        ))?
+        .prepare_cached(BY_ID)?
         .query_row(params![agent.0, id.to_string()], from_row)
         .optional()?)
 }
@@ -145,9 +162,7 @@ pub(super) fn list(
     // An empty string sorts before every id, so "no cursor" is "from the start".
     let from = from.map(|id| id.to_string()).unwrap_or_default();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM end_users WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
-    ))?;
+    let mut stmt = conn.prepare_cached(PAGE)?;
     let users = stmt
         .query_map(params![agent.0, from, limit], from_row)?
         .collect::<Result<_, _>>()?;
