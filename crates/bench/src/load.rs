@@ -188,6 +188,19 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Adds another run's figures to these, as if one run had done both.
+    pub fn merge(&mut self, other: Outcome) {
+        self.elapsed += other.elapsed;
+        self.ok += other.ok;
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        self.transport_errors += other.transport_errors;
+        let mut micros = std::mem::take(&mut self.latencies.0);
+        micros.extend(other.latencies.0);
+        self.latencies = Histogram::from_micros(micros);
+    }
+
     pub fn errors(&self) -> u64 {
         self.statuses.values().sum::<u64>() + self.transport_errors
     }

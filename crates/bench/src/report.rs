@@ -26,6 +26,12 @@ pub struct Row {
 }
 
 impl Row {
+    /// A later round of the same scenario added to this one.
+    pub fn merge(&mut self, later: Row) {
+        self.outcome.merge(later.outcome);
+        self.rss.merge(later.rss);
+    }
+
     /// Server CPU time per answered request: steadier than requests/s on a
     /// machine whose speed varies, and what an optimisation changes.
     pub fn cpu_micros_per_request(&self) -> f64 {

@@ -267,6 +267,15 @@ pub struct Rss {
     pub hwm_kib: u64,
 }
 
+impl Rss {
+    /// These figures and a later scenario's, as one scenario.
+    pub fn merge(&mut self, later: Rss) {
+        self.max_kib = self.max_kib.max(later.max_kib);
+        self.hwm_kib = later.hwm_kib;
+        self.cpu_seconds += later.cpu_seconds;
+    }
+}
+
 impl RssSampler {
     pub fn start(pid: u32) -> Self {
         let max_kib = Arc::new(AtomicU64::new(0));
