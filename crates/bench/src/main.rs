@@ -9,6 +9,7 @@
 //! ```
 
 mod ceiling;
+mod chart;
 mod load;
 mod report;
 mod scenarios;

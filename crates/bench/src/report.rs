@@ -234,6 +234,22 @@ pub struct Run {
     pub server_log_tail: Vec<String>,
 }
 
+impl Run {
+    /// One line saying what ran where, for the chart.
+    pub fn subtitle(&self) -> String {
+        format!(
+            "{}; {} CPUs ({}); {}, {} users; commit {}{}",
+            utc(self.started_at, UtcStyle::Human),
+            self.machine.cpus,
+            self.machine.cpu_model,
+            self.backend,
+            self.params.users,
+            self.machine.commit,
+            if self.machine.dirty { "+" } else { "" },
+        )
+    }
+}
+
 /// One target of issue 7, checked.
 struct Check {
     target: &'static str,
@@ -531,15 +547,21 @@ impl Run {
         }
         let json_path = dir.join(format!("{stamp}.json"));
         let md_path = dir.join(format!("{stamp}.md"));
+        let svg_path = dir.join(format!("{stamp}.svg"));
+        let svg = crate::chart::svg(self);
+        std::fs::write(&svg_path, &svg)?;
         std::fs::write(
             &json_path,
             serde_json::to_string_pretty(&self.json())? + "\n",
         )?;
         std::fs::write(&md_path, markdown)?;
-        let mut written = vec![json_path, md_path];
+        let mut written = vec![json_path, md_path, svg_path];
         if !self.params.smoke && !self.params.partial() {
             let latest = dir.join("latest.md");
             std::fs::write(&latest, markdown)?;
+            written.push(latest);
+            let latest = dir.join("latest.svg");
+            std::fs::write(&latest, &svg)?;
             written.push(latest);
         }
         Ok(written)

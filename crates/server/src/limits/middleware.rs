@@ -2,6 +2,7 @@
 //! 429 or pass the request on with the agent attached, and put the
 //! rate-limit headers on the answer.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -18,11 +19,11 @@ use crate::error::ApiError;
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-fn policy_for(
-    state: &AppState,
+fn policy_for<'a>(
+    state: &'a AppState,
     family: Family,
     overrides: &endusers_store::AgentLimits,
-) -> RatePolicy {
+) -> Cow<'a, RatePolicy> {
     let settings = &state.config.rate_limits;
     let (override_text, default) = match family {
         Family::EndUser => (overrides.end_user.as_deref(), &settings.end_user),
@@ -31,9 +32,10 @@ fn policy_for(
     };
     // Overrides were checked when they were set; an unreadable one falls
     // back to the default rather than failing requests.
-    override_text
-        .and_then(|text| RatePolicy::parse(text).ok())
-        .unwrap_or_else(|| default.clone())
+    match override_text.and_then(|text| RatePolicy::parse(text).ok()) {
+        Some(policy) => Cow::Owned(policy),
+        None => Cow::Borrowed(default),
+    }
 }
 
 fn with_headers(mut response: Response, policy: &RatePolicy, decision: &Decision) -> Response {
@@ -69,11 +71,15 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     let now = state.clock.now();
     // Refused keys are limited per client address: an address that has
     // used up that budget is turned away before its key is looked up.
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
     let guard = &state.config.rate_limits.failed_auth;
+    let address = if guard.is_off() {
+        String::new()
+    } else {
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+    };
     if !guard.is_off()
         && let Some(decision) = state.limiter.failed_auth_refusal(&address, guard, now)
     {
