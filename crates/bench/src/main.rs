@@ -73,6 +73,10 @@ struct AllArgs {
     /// Default 10000,20000 (the targets); with --smoke 200,400.
     #[arg(long, value_delimiter = ',', value_name = "PER_S")]
     webhook_rates: Option<Vec<f64>>,
+    /// Run this `endusers` binary instead of building the workspace's (to
+    /// measure another build, such as an earlier commit's, with this bench).
+    #[arg(long, value_name = "PATH")]
+    server: Option<std::path::PathBuf>,
 }
 
 /// The scenarios `--only` can pick.
@@ -97,6 +101,8 @@ pub struct Params {
     pub only: Vec<Scenario>,
     /// Offered deliveries/s to 1 and to 10 endpoints; `None`: closed loop.
     pub webhook_rates: [Option<f64>; 2],
+    /// A server binary to run instead of building one.
+    pub server: Option<std::path::PathBuf>,
 }
 
 impl Params {
@@ -127,6 +133,7 @@ impl AllArgs {
             database_url: self.database_url,
             only: self.only,
             webhook_rates: [None, None],
+            server: self.server,
         };
         let rates = match self.webhook_rates {
             Some(rates) => rates,

@@ -213,7 +213,11 @@ pub async fn run_all(params: Params) -> Result<()> {
     let started_at = std::time::SystemTime::now();
     let load_average = report::Machine::load_average();
     let root = server::workspace_root();
-    let binary = server::build_server(&root)?;
+    let binary = match &params.server {
+        Some(path) if path.is_file() => path.clone(),
+        Some(path) => return Err(format!("--server: {} is not a file", path.display()).into()),
+        None => server::build_server(&root)?,
+    };
     let build = started.elapsed();
     let dir = tempfile::Builder::new()
         .prefix("endusers-bench-")
