@@ -1033,3 +1033,39 @@ async fn sqlite_key_changes_by_another_store_are_seen_at_once() {
     server.close().await;
     admin.close().await;
 }
+
+/// A marker file deleted while a server runs is followed once it is made
+/// anew: changes written after that still reach the running store.
+#[tokio::test]
+async fn sqlite_a_deleted_key_marker_is_followed_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("marker.db");
+    let url = format!("sqlite://{}", path.display());
+    let server = endusers_store::open(&url, NOW).await.unwrap();
+    let agent = server.list_agents().await.unwrap()[0].id;
+    server
+        .insert_api_key(endusers_store::NewApiKey {
+            key_id: "k3".into(),
+            agent_id: agent,
+            name: None,
+            secret_hash: [3; 32],
+            created_at: NOW,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        server.find_api_key("k3").await.unwrap().unwrap().revoked_at,
+        None
+    );
+
+    std::fs::remove_file(dir.path().join("marker.db.keys-changed")).unwrap();
+    let admin = endusers_store::open(&url, NOW).await.unwrap();
+    assert!(admin.revoke_api_key("k3", NOW).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(
+        server.find_api_key("k3").await.unwrap().unwrap().revoked_at,
+        Some(NOW)
+    );
+    server.close().await;
+    admin.close().await;
+}
