@@ -61,7 +61,10 @@ pub trait Store: Send + Sync + 'static {
     async fn agent_limits(&self, handle: &AgentHandle) -> Result<Option<AgentLimits>, StoreError>;
 
     async fn insert_api_key(&self, key: NewApiKey) -> Result<(), StoreError>;
-    /// The key with this public id, revoked or not.
+    /// The key with this public id, revoked or not, with its agent's
+    /// limits. Called on every request, so a backend may answer from
+    /// memory, but a key or agent changed through any store on the same
+    /// data (another process included) must show from the next call on.
     async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Marks a key revoked; `false` when no active key has this id.
