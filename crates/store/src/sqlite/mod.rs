@@ -169,6 +169,18 @@ impl SqliteStore {
         self.inline.read(f)
     }
 
+    /// [`Self::write`] for a change to keys or agents: once committed, every
+    /// process's key cache is told (see [`key_cache`]).
+    async fn write_key_change<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let outcome = self.write(f).await?;
+        self.key_cache.changed()?;
+        Ok(outcome)
+    }
+
     /// Runs `f` in the writer's next transaction and answers after commit.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -207,11 +219,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_agent(&self, handle: AgentHandle, now: Timestamp) -> Result<Agent, StoreError> {
-        let agent = self
-            .write(move |conn| keys::create_agent(conn, &handle, now))
-            .await?;
-        self.key_cache.changed()?;
-        Ok(agent)
+        self.write_key_change(move |conn| keys::create_agent(conn, &handle, now))
+            .await
     }
 
     async fn find_agent(&self, handle: &AgentHandle) -> Result<Option<Agent>, StoreError> {
@@ -228,11 +237,8 @@ impl Store for SqliteStore {
         limits: AgentLimits,
     ) -> Result<bool, StoreError> {
         let handle = handle.clone();
-        let found = self
-            .write(move |conn| keys::set_agent_limits(conn, &handle, &limits))
-            .await?;
-        self.key_cache.changed()?;
-        Ok(found)
+        self.write_key_change(move |conn| keys::set_agent_limits(conn, &handle, &limits))
+            .await
     }
 
     async fn agent_limits(&self, handle: &AgentHandle) -> Result<Option<AgentLimits>, StoreError> {
@@ -240,9 +246,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_api_key(&self, key: NewApiKey) -> Result<(), StoreError> {
-        self.write(move |conn| keys::insert_api_key(conn, &key))
-            .await?;
-        self.key_cache.changed()
+        self.write_key_change(move |conn| keys::insert_api_key(conn, &key))
+            .await
     }
 
     async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -257,11 +262,8 @@ impl Store for SqliteStore {
 
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool, StoreError> {
         let key_id = key_id.to_owned();
-        let revoked = self
-            .write(move |conn| keys::revoke_api_key(conn, &key_id, now))
-            .await?;
-        self.key_cache.changed()?;
-        Ok(revoked)
+        self.write_key_change(move |conn| keys::revoke_api_key(conn, &key_id, now))
+            .await
     }
 
     async fn create_end_user(
