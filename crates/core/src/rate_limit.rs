@@ -37,8 +37,13 @@ impl Window {
         period / i64::from(self.limit.max(1))
     }
 
-    fn period_micros(&self) -> i64 {
-        i64::try_from(self.period.as_micros()).unwrap_or(i64::MAX)
+    /// How far ahead of now the theoretical arrival time may run: `limit`
+    /// emission intervals. The interval is rounded down, so this is at most
+    /// the period; taking the period itself would allow a request a few
+    /// microseconds early whenever the limit does not divide it.
+    fn burst_micros(&self) -> i64 {
+        self.emission_interval_micros()
+            .saturating_mul(i64::from(self.limit.max(1)))
     }
 }
 
@@ -119,7 +124,7 @@ impl RatePolicy {
                 .map_or(now, Timestamp::as_micros)
                 .max(now);
             let new_tat = tat.saturating_add(interval);
-            let allow_at = new_tat.saturating_sub(window.period_micros());
+            let allow_at = new_tat.saturating_sub(window.burst_micros());
             if now < allow_at {
                 let wait = allow_at - now;
                 refused_for = Some(refused_for.map_or(wait, |w| w.max(wait)));
@@ -130,7 +135,7 @@ impl RatePolicy {
                 new_tats.push(Timestamp::from_micros(tat));
                 continue;
             }
-            let remaining = (window.period_micros() - (new_tat - now)) / interval.max(1);
+            let remaining = (window.burst_micros() - (new_tat - now)) / interval.max(1);
             let reset = new_tat - now;
             if tightest.is_none_or(|(_, r, _)| remaining < r) {
                 tightest = Some((i, remaining, reset));

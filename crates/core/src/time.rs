@@ -121,31 +121,41 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let seconds = self.0.div_euclid(1_000_000);
-        let micros = self.0.rem_euclid(1_000_000);
-        let days = seconds.div_euclid(86_400);
-        let in_day = seconds.rem_euclid(86_400);
-        let (year, month, day) = civil_from_days(days);
+        let mut buf = [0u8; 32];
+        if let Some(text) = self.rfc3339_into(&mut buf) {
+            return f.write_str(text);
+        }
+        let [year, month, day, hour, minute, second, micros] = self.fields();
         write!(
             f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}+00:00",
-            in_day / 3600,
-            (in_day / 60) % 60,
-            in_day % 60
+            "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros:06}+00:00"
         )
     }
 }
 
 impl Timestamp {
+    /// Year, month, day, hour, minute, second and microsecond, in UTC.
+    fn fields(self) -> [i64; 7] {
+        let seconds = self.0.div_euclid(1_000_000);
+        let days = seconds.div_euclid(86_400);
+        let in_day = seconds.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        [
+            year,
+            month,
+            day,
+            in_day / 3600,
+            (in_day / 60) % 60,
+            in_day % 60,
+            self.0.rem_euclid(1_000_000),
+        ]
+    }
+
     /// The [`Display`](fmt::Display) form written digit by digit into
     /// `buf`, for years 0 to 9999 (every answer carries two or three
     /// timestamps, and the formatting machinery costs more than the data).
     fn rfc3339_into(self, buf: &mut [u8; 32]) -> Option<&str> {
-        let seconds = self.0.div_euclid(1_000_000);
-        let micros = self.0.rem_euclid(1_000_000);
-        let days = seconds.div_euclid(86_400);
-        let in_day = seconds.rem_euclid(86_400);
-        let (year, month, day) = civil_from_days(days);
+        let [year, month, day, hour, minute, second, micros] = self.fields();
         if !(0..=9999).contains(&year) {
             return None;
         }
@@ -160,9 +170,9 @@ impl Timestamp {
         put(0, year, 4);
         put(5, month, 2);
         put(8, day, 2);
-        put(11, in_day / 3600, 2);
-        put(14, (in_day / 60) % 60, 2);
-        put(17, in_day % 60, 2);
+        put(11, hour, 2);
+        put(14, minute, 2);
+        put(17, second, 2);
         put(20, micros, 6);
         for (at, byte) in [
             (4, b'-'),
@@ -184,6 +194,7 @@ impl serde::Serialize for Timestamp {
         let mut buf = [0u8; 32];
         match self.rfc3339_into(&mut buf) {
             Some(text) => serializer.serialize_str(text),
+            // Years outside 0..=9999: the general formatting.
             None => serializer.collect_str(self),
         }
     }
