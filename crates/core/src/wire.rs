@@ -172,8 +172,9 @@ pub struct ProfileRequest {
 }
 
 /// `profile.sensitive_metadata`: encrypted at rest, never returned, deleted
-/// 24 hours after it was written.
-#[derive(Debug, serde::Deserialize)]
+/// 24 hours after it was written. Its `Debug` shows the key names only, so
+/// a request logged whole never shows a value.
+#[derive(serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SensitiveMetadataRequest {
@@ -181,4 +182,28 @@ pub struct SensitiveMetadataRequest {
     /// an integer, a boolean, or `null` to remove the key.
     #[cfg_attr(feature = "openapi", schema(value_type = HashMap<String, crate::metadata::MetadataValue>))]
     pub fields: Map<String, Value>,
+}
+
+impl std::fmt::Debug for SensitiveMetadataRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SensitiveMetadataRequest")
+            .field("keys", &self.fields.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logged_request_shows_sensitive_key_names_but_no_value() {
+        let request: UpdateEndUserRequest = serde_json::from_value(serde_json::json!({
+            "profile": {"sensitive_metadata": {"fields": {"token": "s3cr3t-value-42"}}}
+        }))
+        .unwrap();
+        let logged = format!("{request:?}");
+        assert!(logged.contains("token"), "{logged}");
+        assert!(!logged.contains("s3cr3t-value-42"), "{logged}");
+    }
 }
