@@ -77,7 +77,8 @@ pub struct Settings {
     pub rate_limit_failed_auth: RatePolicy,
     /// `redis://host:port`: share rate limits across nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redis_url: Option<String>,
+    /// May carry a password (`redis://:pw@host`), so it is a [`Secret`].
+    pub redis_url: Option<Secret>,
     /// Prefix of the keys in Redis, so deployments can share one.
     pub redis_key_prefix: String,
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
@@ -162,7 +163,7 @@ impl Settings {
                 end_user: self.rate_limit_end_user.clone(),
                 global: self.rate_limit_global.clone(),
                 failed_auth: self.rate_limit_failed_auth.clone(),
-                redis_url: self.redis_url.clone(),
+                redis_url: self.redis_url.as_ref().map(|url| url.expose().to_owned()),
                 redis_key_prefix: self.redis_key_prefix.clone(),
             },
             key_file: None,
@@ -180,10 +181,18 @@ impl Settings {
     }
 }
 
-/// A configuration value that is a secret: `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A configuration value that is a secret: neither `Debug` nor `Serialize`
+/// (what `endusers config` prints) shows it. Settings are only serialized
+/// for printing and for figment's defaults, which hold no secrets.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
+}
 
 impl Secret {
     pub fn expose(&self) -> &str {

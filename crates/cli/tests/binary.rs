@@ -392,20 +392,26 @@ fn master_keys_rotate_and_retire_through_the_cli() {
 }
 
 #[test]
-fn configured_master_keys_are_never_printed() {
+fn configured_secrets_are_never_printed() {
     let dir = tempfile::tempdir().unwrap();
     let key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
     let out = Command::new(BIN)
         .current_dir(dir.path())
         .env("ENDUSERS_MASTER_KEY", key)
         .env("ENDUSERS_RETIRED_MASTER_KEYS", key)
+        .env(
+            "ENDUSERS_REDIS_URL",
+            "redis://:hunter2-redis@127.0.0.1:6379",
+        )
         .arg("config")
         .output()
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.contains(key), "{text}");
+    assert!(!text.contains("hunter2-redis"), "{text}");
     assert!(text.contains("master_key = \"<redacted>\""), "{text}");
+    assert!(text.contains("redis_url = \"<redacted>\""), "{text}");
     let rotate = Command::new(BIN)
         .current_dir(dir.path())
         .env("ENDUSERS_MASTER_KEY", key)
