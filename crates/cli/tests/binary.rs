@@ -328,6 +328,11 @@ fn master_keys_rotate_and_retire_through_the_cli() {
             String::from_utf8(out.stderr).unwrap(),
         )
     };
+    // Before any server made a key file, status says so and makes none.
+    let (code, _, stderr) = run(&["status"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no key file"), "{stderr}");
+    assert!(!dir.path().join("data/endusers.db.master-keys").exists());
     let server = Server::start(dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -46,6 +46,12 @@ fn key_file_for_rotation(settings: &Settings) -> Result<KeyFile, String> {
                     set it as master_key, move the old one to retired_master_keys and restart"
             .to_owned());
     }
+    existing_key_file(settings)
+}
+
+/// The key file, which must already exist: admin commands read or change
+/// the keys a server made, and never make one themselves.
+fn existing_key_file(settings: &Settings) -> Result<KeyFile, String> {
     let file = super::key_file(settings)?;
     if !file.exists() {
         return Err(format!(
@@ -56,15 +62,26 @@ fn key_file_for_rotation(settings: &Settings) -> Result<KeyFile, String> {
     Ok(file)
 }
 
-async fn status(settings: &Settings) -> CommandResult {
-    let (keyring, _) = super::load_keyring(settings)?;
+/// How many stored values each key id seals.
+async fn sensitive_value_counts(settings: &Settings) -> Result<Vec<(String, u64)>, String> {
     let store = open_store(settings).await?;
     let counts = store
         .count_sensitive_values_by_key()
         .await
         .map_err(|e| e.to_string());
     store.close().await;
-    let counts = counts?;
+    counts
+}
+
+async fn status(settings: &Settings) -> CommandResult {
+    let keyring = if settings.master_key.is_some() {
+        super::load_keyring(settings)?.0
+    } else {
+        existing_key_file(settings)?
+            .load()
+            .map_err(|e| e.to_string())?
+    };
+    let counts = sensitive_value_counts(settings).await?;
     let count = |id: &str| counts.iter().find(|(k, _)| k == id).map_or(0, |(_, n)| *n);
     println!(
         "active\t{}\t{} values",
@@ -82,13 +99,7 @@ async fn status(settings: &Settings) -> CommandResult {
 
 async fn drop_retired(settings: &Settings) -> CommandResult {
     let file = key_file_for_rotation(settings)?;
-    let store = open_store(settings).await?;
-    let counts = store
-        .count_sensitive_values_by_key()
-        .await
-        .map_err(|e| e.to_string());
-    store.close().await;
-    let counts = counts?;
+    let counts = sensitive_value_counts(settings).await?;
     let (keyring, dropped) = file
         .drop_retired(|id| counts.iter().any(|(k, n)| k == id && *n > 0))
         .map_err(|e| e.to_string())?;
