@@ -127,6 +127,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             limits::enforce,
         ))
+        // `route_layer` wraps each route's 405 fallback as well; put the
+        // plain one back so a wrong method neither looks a key up nor
+        // spends budget.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound("no such path") })
         .layer(axum::middleware::map_response(ensure_envelope))
         .layer(tower_http::trace::TraceLayer::new_for_http())

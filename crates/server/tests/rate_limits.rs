@@ -155,6 +155,17 @@ async fn unknown_paths_and_methods_answer_without_a_key_and_without_spending_bud
 }
 
 #[tokio::test]
+async fn a_wrong_method_with_a_valid_key_spends_no_budget() {
+    let (app, _clock) = manual(limited("1/s", "1/s")).await;
+    for _ in 0..3 {
+        let response = app.send(Method::PUT, USERS, None).await;
+        response.assert_error(405, "method_not_allowed", "");
+        assert!(response.headers.get("ratelimit").is_none());
+    }
+    assert_eq!(app.get(USERS).await.status, 200, "the budget is untouched");
+}
+
+#[tokio::test]
 async fn agents_and_families_have_separate_budgets() {
     let (app, _clock) = manual(limited("3/s", "2/s")).await;
     let path = user_path(&app).await;
