@@ -53,13 +53,14 @@ impl ScalarMap {
     }
 
     /// Reads a map written by [`ScalarMap::to_json`].
-    pub fn from_stored(stored: &str) -> Self {
-        let raw: Map<String, Value> = serde_json::from_str(stored).unwrap_or_default();
-        Self(
-            raw.into_iter()
-                .filter_map(|(k, v)| ScalarValue::from_json(v).ok().map(|v| (k, v)))
-                .collect(),
-        )
+    /// The map as stored, or `None` when the text is not one (a damaged
+    /// row): read as empty, the next merge would write the loss back.
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        let raw: Map<String, Value> = serde_json::from_str(stored).ok()?;
+        raw.into_iter()
+            .map(|(k, v)| ScalarValue::from_json(v).ok().map(|v| (k, v)))
+            .collect::<Option<_>>()
+            .map(Self)
     }
 
     /// Merges `patch` (RFC 7386: `null` removes a key), then checks the size.
@@ -200,7 +201,9 @@ mod tests {
         .unwrap();
         map.merge(object(json!({"a": null, "e": 2}))).unwrap();
         assert_eq!(map.to_json(), r#"{"b":1.5,"c":"x","d":true,"e":2}"#);
-        assert_eq!(ScalarMap::from_stored(&map.to_json()), map);
+        assert_eq!(ScalarMap::from_stored(&map.to_json()), Some(map.clone()));
+        assert_eq!(ScalarMap::from_stored("not json"), None);
+        assert_eq!(ScalarMap::from_stored(r#"{"a":[1]}"#), None);
         let err = map.merge(object(json!({"f": [1]}))).unwrap_err();
         assert_eq!(
             err.to_string(),

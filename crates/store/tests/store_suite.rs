@@ -1069,3 +1069,27 @@ async fn sqlite_a_deleted_key_marker_is_followed_within_a_second() {
     server.close().await;
     admin.close().await;
 }
+
+/// A stored row that no longer parses is an error, never a default: empty
+/// event filters would subscribe the endpoint to every event, and empty
+/// channel metadata would be written back over the real one.
+#[tokio::test]
+async fn sqlite_damaged_rows_are_errors_not_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = endusers_store::open(&url, NOW).await.unwrap();
+    let agent = store.list_agents().await.unwrap()[0].id;
+    store
+        .create_webhook(endpoint(agent, "ep_damaged", &["v1.end_user.updated"]))
+        .await
+        .unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "UPDATE webhook_endpoints SET event_filters = 'not json' WHERE id = 'ep_damaged'",
+        [],
+    )
+    .unwrap();
+    assert!(store.get_webhook(agent, "ep_damaged").await.is_err());
+    store.close().await;
+}

@@ -26,8 +26,9 @@ fn channel_from_row(row: &Row<'_>) -> rusqlite::Result<Channel> {
         name: row.get(2)?,
         description: row.get(3)?,
         kind: "custom",
-        modality: Modality::parse(&modality).unwrap_or(Modality::Messaging),
-        metadata: ScalarMap::from_stored(&metadata),
+        modality: Modality::parse(&modality).ok_or_else(|| super::unreadable(4, "modality"))?,
+        metadata: ScalarMap::from_stored(&metadata)
+            .ok_or_else(|| super::unreadable(5, "channel metadata"))?,
         created_at: Timestamp::from_micros(row.get(6)?),
         updated_at: Timestamp::from_micros(row.get(7)?),
     })
@@ -103,7 +104,8 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         } else {
             ConversationStatus::Active
         },
-        metadata: ScalarMap::from_stored(&metadata),
+        metadata: ScalarMap::from_stored(&metadata)
+            .ok_or_else(|| super::unreadable(5, "conversation metadata"))?,
         created_at: Timestamp::from_micros(row.get(6)?),
         updated_at: Timestamp::from_micros(row.get(7)?),
     })

@@ -111,8 +111,18 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<EndUser> {
     })
 }
 
+/// A taken key or unique value, and no other constraint (a foreign key or
+/// a NOT NULL failing is a bug to report, not a conflict to answer).
 fn is_unique_violation(err: &rusqlite::Error) -> bool {
-    matches!(err, rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation)
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == ErrorCode::ConstraintViolation
+                && matches!(
+                    e.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                )
+    )
 }
 
 pub(super) fn find_by_external_id(

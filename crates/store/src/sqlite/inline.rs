@@ -46,7 +46,10 @@ impl InlineReaders {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
-        let conn = match self.lock().pop() {
+        // The list is released before a connection is opened: an open runs
+        // several statements, and other threads' reads must not wait on it.
+        let idle = self.lock().pop();
+        let conn = match idle {
             Some(conn) => conn,
             None => super::open_connection(&self.path, true)?,
         };

@@ -57,7 +57,9 @@ fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
         id: row.get(1)?,
         url: row.get(2)?,
         description: row.get(3)?,
-        event_filters: serde_json::from_str(&filters).unwrap_or_default(),
+        // Read as empty, damaged filters would subscribe to every event.
+        event_filters: serde_json::from_str(&filters)
+            .map_err(|_| super::unreadable(4, "event filters"))?,
         enabled: row.get(5)?,
         secret: SigningSecret::new(row.get(6)?),
         previous_secret: row.get::<_, Option<String>>(7)?.map(SigningSecret::new),
@@ -70,7 +72,8 @@ fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
 }
 
 fn write_endpoint(conn: &Connection, sql: &str, e: &WebhookEndpoint) -> rusqlite::Result<usize> {
-    let filters = serde_json::to_string(&e.event_filters).unwrap_or_else(|_| "[]".to_owned());
+    let filters = serde_json::to_string(&e.event_filters)
+        .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
     conn.prepare_cached(sql)?.execute(params![
         e.agent_id.0,
         e.id,
