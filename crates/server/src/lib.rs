@@ -169,25 +169,44 @@ fn without_trailing_slash(mut request: Request) -> Request {
 }
 
 /// Serves, with background upkeep, until `shutdown` completes; then lets
-/// in-flight requests finish, stops the upkeep and returns. The caller
-/// closes the store afterwards.
+/// in-flight requests finish for up to `grace`, stops the upkeep (always,
+/// grace or not) and returns. The caller closes the store afterwards.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let upkeep = tokio::spawn(maintenance::run(state.clone(), stopped.clone()));
     let dispatcher = tokio::spawn(webhooks::dispatcher::run(state.clone(), stopped));
     let app = app(state).map_request(without_trailing_slash);
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let served = axum::serve(
         listener,
         axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(
             app,
         ),
     )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = signalled.send(());
+    });
+    let grace_spent = async {
+        if on_signal.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let served = tokio::select! {
+        served = served => served,
+        () = grace_spent => {
+            tracing::warn!(?grace, "requests were still in flight when the shutdown grace ran out");
+            Ok(())
+        }
+    };
     let _ = stop.send(true);
     let _ = upkeep.await;
     let _ = dispatcher.await;

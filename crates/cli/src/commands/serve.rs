@@ -6,7 +6,6 @@ use std::sync::Arc;
 use endusers_core::SystemClock;
 use endusers_server::AppState;
 use endusers_server::vault::Vault;
-use tokio::sync::Notify;
 
 use super::{CommandResult, open_store};
 use crate::config::Settings;
@@ -31,24 +30,9 @@ pub async fn run(settings: Settings) -> CommandResult {
     let mut config = settings.server_config();
     config.key_file = key_file;
     let state = AppState::new(Arc::clone(&store), Arc::new(SystemClock), config, vault);
-    let stopping = Arc::new(Notify::new());
-    let signal = {
-        let stopping = Arc::clone(&stopping);
-        async move {
-            stop_signal.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            stopping.notify_waiters();
-        }
-    };
-    let server = endusers_server::serve(listener, state, signal);
-    let grace = settings.shutdown_grace;
-    let outcome = tokio::select! {
-        served = server => served.map_err(|e| format!("the server failed: {e}")),
-        () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "requests were still in flight when the shutdown grace ran out");
-            Ok(())
-        }
-    };
+    let outcome = endusers_server::serve(listener, state, stop_signal, settings.shutdown_grace)
+        .await
+        .map_err(|e| format!("the server failed: {e}"));
     // Queued writes are committed before the store closes.
     store.close().await;
     tracing::info!("stopped");

@@ -156,7 +156,7 @@ impl TestApp {
             let shutdown = async move {
                 let _ = rx.await;
             };
-            endusers_server::serve(listener, state, shutdown)
+            endusers_server::serve(listener, state, shutdown, Duration::from_secs(10))
                 .await
                 .expect("the server runs");
         });
