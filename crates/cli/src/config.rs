@@ -2,6 +2,7 @@
 //! `ENDUSERS_<KEY>` environment variables, then command-line flags.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -62,9 +63,9 @@ pub struct Settings {
     #[serde(with = "humantime_duration")]
     pub webhook_retention: Duration,
     /// Deliveries in flight to one endpoint at most.
-    pub webhook_endpoint_concurrency: usize,
+    pub webhook_endpoint_concurrency: NonZeroUsize,
     /// Deliveries in flight in all at most.
-    pub webhook_concurrency: usize,
+    pub webhook_concurrency: NonZeroUsize,
     /// Per agent on /v2/end-users/{id} and conversation routes:
     /// `30/s,300/m,60000/d` style, or `off`.
     #[serde(with = "rate_policy")]
@@ -88,13 +89,18 @@ pub struct Settings {
     pub log: String,
 }
 
+/// The defaults are the server's own, so the two cannot drift apart; only
+/// what the binary alone decides (address, database, logging) is set here.
 impl Default for Settings {
     fn default() -> Self {
+        let server = ServerConfig::default();
+        let webhooks = server.webhooks;
+        let limits = server.rate_limits;
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://./data/endusers.db".to_owned(),
-            max_body_bytes: 4096,
-            max_metadata_bytes: 10_240,
+            max_body_bytes: server.max_body_bytes,
+            max_metadata_bytes: server.policy.max_metadata_bytes,
             volatile_metadata_keys: VolatileKeys::DEFAULT
                 .iter()
                 .map(|k| (*k).to_owned())
@@ -102,20 +108,20 @@ impl Default for Settings {
             master_key: None,
             retired_master_keys: Vec::new(),
             sensitive_ttl: Duration::from_secs(24 * 3600),
-            orphan_ttl: Duration::from_secs(24 * 3600),
-            maintenance_interval: Duration::from_secs(10),
-            webhook_retry_schedule: RetrySchedule::standard().waits().to_vec(),
-            webhook_timeout: Duration::from_secs(15),
-            webhook_disable_after: Duration::from_secs(7 * 86_400),
-            webhooks_allow_insecure: false,
-            webhook_retention: Duration::from_secs(30 * 86_400),
-            webhook_endpoint_concurrency: 128,
-            webhook_concurrency: 512,
-            rate_limit_end_user: RateLimitSettings::default().end_user,
-            rate_limit_global: RateLimitSettings::default().global,
-            rate_limit_failed_auth: RateLimitSettings::default().failed_auth,
+            orphan_ttl: server.orphan_ttl,
+            maintenance_interval: server.maintenance_interval,
+            webhook_retry_schedule: webhooks.retry_schedule.waits().to_vec(),
+            webhook_timeout: webhooks.timeout,
+            webhook_disable_after: webhooks.disable_after,
+            webhooks_allow_insecure: webhooks.allow_insecure,
+            webhook_retention: webhooks.retention,
+            webhook_endpoint_concurrency: at_least_one(webhooks.per_endpoint_concurrency),
+            webhook_concurrency: at_least_one(webhooks.concurrency),
+            rate_limit_end_user: limits.end_user,
+            rate_limit_global: limits.global,
+            rate_limit_failed_auth: limits.failed_auth,
             redis_url: None,
-            redis_key_prefix: "endusers".to_owned(),
+            redis_key_prefix: limits.redis_key_prefix,
             shutdown_grace: Duration::from_secs(30),
             log: "info".to_owned(),
         }
@@ -173,12 +179,16 @@ impl Settings {
                 disable_after: self.webhook_disable_after,
                 allow_insecure: self.webhooks_allow_insecure,
                 retention: self.webhook_retention,
-                per_endpoint_concurrency: self.webhook_endpoint_concurrency.max(1),
-                concurrency: self.webhook_concurrency.max(1),
+                per_endpoint_concurrency: self.webhook_endpoint_concurrency.get(),
+                concurrency: self.webhook_concurrency.get(),
                 ..WebhookSettings::default()
             },
         }
     }
+}
+
+fn at_least_one(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// A configuration value that is a secret: neither `Debug` nor `Serialize`

@@ -244,6 +244,11 @@ fn a_bad_configuration_exits_2_naming_the_key() {
     let out = endusers(dir.path(), &["--config", file.to_str().unwrap(), "config"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("shutdown_grace"));
+    // No delivery could ever be sent: refused, not quietly raised to 1.
+    std::fs::write(&file, "webhook_endpoint_concurrency = 0\n").unwrap();
+    let out = endusers(dir.path(), &["--config", file.to_str().unwrap(), "config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("webhook_endpoint_concurrency"));
     let missing = endusers(dir.path(), &["--config", "nope.toml", "config"]);
     assert_eq!(missing.status.code(), Some(2));
 }
