@@ -60,6 +60,9 @@ impl Default for ServerConfig {
     }
 }
 
+/// What webhook message ids start with; the rest orders them by time.
+pub const MESSAGE_ID_PREFIX: &str = "msg_";
+
 /// What every handler can reach. One pointer: axum clones the state for
 /// every extractor and layer of every request, so a clone is one counter
 /// increment rather than one per part.
@@ -97,14 +100,20 @@ impl AppState {
         }))
     }
 
-    pub fn new_end_user_id(&self, now: Timestamp) -> EndUserId {
+    /// A new time-ordered id: of an end user, a channel or a conversation.
+    pub fn new_id(&self, now: Timestamp) -> EndUserId {
         self.ids.next(now, rand::rng().next_u64())
+    }
+
+    /// A new webhook message id (`msg_…`), the `webhook-id` of its deliveries.
+    pub fn new_message_id(&self, now: Timestamp) -> String {
+        self.new_prefixed_id(MESSAGE_ID_PREFIX, now)
     }
 
     /// A new id with a prefix saying what it names (`msg_`, `ep_`),
     /// time-ordered like end-user ids.
     pub fn new_prefixed_id(&self, prefix: &str, now: Timestamp) -> String {
-        format!("{prefix}{}", self.new_end_user_id(now))
+        format!("{prefix}{}", self.new_id(now))
     }
 }
 

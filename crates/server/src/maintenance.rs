@@ -85,7 +85,11 @@ impl Maintenance {
         })
         .await;
         let before = now.saturating_sub(state.config.webhooks.retention);
-        let boundary = format!("msg_{}", endusers_core::EndUserId::first_at(before));
+        let boundary = format!(
+            "{}{}",
+            crate::MESSAGE_ID_PREFIX,
+            endusers_core::EndUserId::first_at(before)
+        );
         match state
             .store
             .prune_webhook_history(before, &boundary, PRUNE_BATCH)

@@ -72,7 +72,7 @@ pub async fn create(
     let metadata = ScalarMap::parse(request.metadata).map_err(|e| e.at("metadata"))?;
     let now = state.clock.now();
     let channel = Channel {
-        id: state.new_end_user_id(now),
+        id: state.new_id(now),
         name,
         description,
         kind: "custom",

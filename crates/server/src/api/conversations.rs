@@ -74,7 +74,7 @@ pub async fn create(
         Some(raw) => (super::known_id(&raw, "end user not found")?, None),
         None => {
             // A user made by a conversation is never an orphan.
-            let id = state.new_end_user_id(now);
+            let id = state.new_id(now);
             let mut user = EndUser::create(
                 caller.agent,
                 id,
@@ -83,7 +83,7 @@ pub async fn create(
                 &state.config.policy,
             )?;
             user.profile.system_properties.last_conversation_at = Some(now);
-            let message_id = state.new_prefixed_id("msg_", now);
+            let message_id = state.new_message_id(now);
             events.push(OutboxEvent::end_user(
                 EventType::EndUserCreated,
                 &user,
@@ -94,7 +94,7 @@ pub async fn create(
         }
     };
     let conversation = Conversation {
-        id: state.new_end_user_id(now),
+        id: state.new_id(now),
         channel_id,
         end_user_id: Some(end_user_id),
         status: ConversationStatus::Active,
@@ -103,7 +103,7 @@ pub async fn create(
         updated_at: now,
         agent_id: caller.agent,
     };
-    let message_id = state.new_prefixed_id("msg_", now);
+    let message_id = state.new_message_id(now);
     events.push(OutboxEvent::conversation(
         EventType::ConversationCreated,
         &conversation,
@@ -222,7 +222,7 @@ pub async fn end(
     Path(id): Path<String>,
 ) -> Result<Json<Ended>, ApiError> {
     let now = state.clock.now();
-    let message_id = state.new_prefixed_id("msg_", now);
+    let message_id = state.new_message_id(now);
     let mutation: ConversationMutation = Box::new(move |c: &mut Conversation| {
         if c.status == ConversationStatus::Ended {
             return Err(StoreError::State("the conversation has already ended"));

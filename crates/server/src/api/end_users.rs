@@ -64,7 +64,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let changes = EndUserChanges::from_create(request)?;
     let now = state.clock.now();
-    let id = state.new_end_user_id(now);
+    let id = state.new_id(now);
     let mut user = EndUser::create(caller.agent, id, &changes, now, &state.config.policy)?;
     // It lives only if a conversation uses it in time.
     user.orphan_until = Some(now.saturating_add(state.config.orphan_ttl));
@@ -72,7 +72,7 @@ pub async fn create(
     let created = OutboxEvent::end_user(
         EventType::EndUserCreated,
         &user,
-        state.new_prefixed_id("msg_", now),
+        state.new_message_id(now),
         now,
     );
     Ok(
@@ -135,7 +135,7 @@ pub async fn update(
     let now = state.clock.now();
     let sensitive = sealed_changes(&state, &changes, caller.agent, id, now);
     let config = Arc::clone(&state.config);
-    let message_id = state.new_prefixed_id("msg_", now);
+    let message_id = state.new_message_id(now);
     let mutation: Mutation = Box::new(move |user: &mut EndUser| {
         let change = user.apply(&changes, now, &config.policy)?;
         // Only a change integrators can see is announced.
