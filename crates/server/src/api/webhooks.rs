@@ -89,7 +89,7 @@ async fn check_url(state: &AppState, url: &str) -> Result<String, ApiError> {
     let allow_insecure = state.config.webhooks.allow_insecure;
     let lookup = ssrf::resolve_target(url, allow_insecure);
     match tokio::time::timeout(std::time::Duration::from_secs(10), lookup).await {
-        Ok(Ok(_)) => Ok(url.trim().to_owned()),
+        Ok(Ok(_)) => Ok(url.to_owned()),
         Ok(Err(err)) => Err(ApiError::Invalid(format!("url: {err}"))),
         Err(_) => Err(ApiError::Invalid(
             "url: resolving the host timed out".to_owned(),

@@ -25,18 +25,7 @@ impl Resolve for PublicOnlyResolver {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if addrs.is_empty() {
-                return Err(format!("{host} resolves to no address").into());
-            }
-            if !allow_insecure
-                && let Some(blocked) = addrs.iter().find(|a| !ssrf::is_public(a.ip()))
-            {
-                return Err(format!(
-                    "{host} resolves to {}, which is not a public address",
-                    blocked.ip()
-                )
-                .into());
-            }
+            ssrf::check_addresses(&host, &addrs, allow_insecure)?;
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
         })

@@ -1,10 +1,11 @@
 //! Which addresses a webhook may be delivered to.
 //!
-//! As Svix does it: resolve the host ourselves, refuse the endpoint if any
-//! resolved address is not public, and dial only the addresses we checked
-//! (pin them, e.g. with reqwest's `resolve_to_addrs`, and follow no
-//! redirects). Checking a name and letting the HTTP client resolve it again
-//! would let DNS rebinding swap in a private address between check and dial.
+//! As Svix does it: refuse the endpoint if any address its host resolves
+//! to is not public, and dial only addresses that passed (the delivery
+//! client's own resolver applies [`check_addresses`] to what it is about to
+//! dial, and no redirect is followed). Checking a name and letting the HTTP
+//! client resolve it again would let DNS rebinding swap in a private
+//! address between check and dial.
 //!
 //! The ranges come from RFC 6890 and the IANA IPv4/IPv6 Special-Purpose
 //! Address Registries. Anything not globally reachable is refused, along with
@@ -218,14 +219,27 @@ pub async fn resolve_target(url: &str, allow_insecure: bool) -> Result<Target, E
     };
     let mut seen = std::collections::HashSet::new();
     addrs.retain(|addr| seen.insert(*addr));
+    check_addresses(&host, &addrs, allow_insecure)?;
+    Ok(Target { host, port, addrs })
+}
+
+/// What `host` resolved to must be some addresses, all of them public
+/// (unless `allow_insecure`). The one rule for both the check when an
+/// endpoint is saved and the delivery client's resolver, which applies it
+/// to the very addresses it then dials.
+pub fn check_addresses(host: &str, addrs: &[SocketAddr], allow_insecure: bool) -> Result<(), E> {
     if addrs.is_empty() {
-        return Err(E::NoAddresses { host });
+        return Err(E::NoAddresses {
+            host: host.to_owned(),
+        });
     }
     if !allow_insecure && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-        let addr = bad.ip();
-        return Err(E::NonPublicAddress { host, addr });
+        return Err(E::NonPublicAddress {
+            host: host.to_owned(),
+            addr: bad.ip(),
+        });
     }
-    Ok(Target { host, port, addrs })
+    Ok(())
 }
 
 #[cfg(test)]
