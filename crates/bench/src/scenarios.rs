@@ -68,10 +68,11 @@ impl PatchMetadata {
     /// The acknowledged values and when their 200 was read.
     pub fn take_acks(&self) -> Vec<(u64, Instant)> {
         match &self.acks {
-            Some(acks) => match acks.lock() {
-                Ok(mut acks) => std::mem::take(&mut *acks),
-                Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-            },
+            Some(acks) => std::mem::take(
+                &mut *acks
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ),
             None => Vec::new(),
         }
     }
@@ -95,10 +96,9 @@ impl Workload for PatchMetadata {
         if let Some(acks) = &self.acks
             && status.is_success()
         {
-            match acks.lock() {
-                Ok(mut acks) => acks.push((tag, at)),
-                Err(poisoned) => poisoned.into_inner().push((tag, at)),
-            }
+            acks.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((tag, at));
         }
     }
 }
@@ -133,10 +133,10 @@ impl Workload for Create {
             .ok()
             .and_then(|user| Some(user.get("end_user_id")?.as_str()?.to_owned()));
         if let Some(id) = id {
-            match created.lock() {
-                Ok(mut created) => created.push(id),
-                Err(poisoned) => poisoned.into_inner().push(id),
-            }
+            created
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(id);
         }
     }
 }
@@ -301,10 +301,11 @@ pub async fn run_all(params: Params) -> Result<()> {
     )
     .await?;
     let mut ids = match &loader.created {
-        Some(created) => match created.lock() {
-            Ok(mut created) => std::mem::take(&mut *created),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        },
+        Some(created) => std::mem::take(
+            &mut *created
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ),
         None => Vec::new(),
     };
     ids.sort_unstable();
@@ -460,10 +461,10 @@ pub async fn run_all(params: Params) -> Result<()> {
 
     let hwm_kib = server::memory_kib(endusers.pid()).map_or(0, |(_, hwm)| hwm);
     let (warnings, errors, log_tail) = {
-        let log = match endusers.log.lock() {
-            Ok(log) => log,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let log = endusers
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut tail: Vec<String> = log
             .tail
             .iter()

@@ -135,10 +135,9 @@ impl Process {
                         .to_owned();
                     announced = tx.send(addr).is_ok();
                 }
-                let mut log = match sink.lock() {
-                    Ok(log) => log,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
+                let mut log = sink
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if line.contains("WARN") {
                     log.warnings += 1;
                 }
@@ -178,10 +177,10 @@ impl Process {
     }
 
     pub fn log_text(&self) -> String {
-        let log = match self.log.lock() {
-            Ok(log) => log,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         log.tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 

@@ -34,10 +34,9 @@ pub struct Receiver {
 
 impl Receiver {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arrival>> {
-        match self.arrivals.lock() {
-            Ok(arrivals) => arrivals,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        self.arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn count(&self) -> usize {

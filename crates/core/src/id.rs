@@ -64,10 +64,10 @@ impl IdGenerator {
     pub fn next(&self, now: Timestamp, random: u64) -> EndUserId {
         let millis = u128::try_from(now.as_millis()).unwrap_or(0) & ((1 << 48) - 1);
         let candidate = (millis << 48) | u128::from(random & ((1 << 48) - 1));
-        let mut last = match self.last.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Same millisecond (or a clock that stepped back): count up from the
         // last id instead, which keeps the sequence strictly increasing.
         let id = if candidate > *last {

@@ -33,10 +33,10 @@ pub struct LocalLimiter {
 
 impl LocalLimiter {
     pub fn check(&self, key: &str, policy: &RatePolicy, now: Timestamp) -> Decision {
-        let mut map = match self.tats.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut map = self
+            .tats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let decision = policy.check(&current(map.get(key), policy), now);
         if decision.allowed {
             if map.len() >= PRUNE_ABOVE && !map.contains_key(key) {
@@ -56,10 +56,10 @@ impl LocalLimiter {
 
     /// The decision `check` would make, without spending anything.
     pub fn peek(&self, key: &str, policy: &RatePolicy, now: Timestamp) -> Decision {
-        let map = match self.tats.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let map = self
+            .tats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         policy.check(&current(map.get(key), policy), now)
     }
 

@@ -70,18 +70,20 @@ impl Vault {
     }
 
     pub fn keyring(&self) -> Arc<Keyring> {
-        match self.keyring.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(
+            &self
+                .keyring
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Swaps in a new keyring (after `endusers master-key rotate`).
     pub fn replace_keyring(&self, keyring: Keyring) {
-        let mut guard = match self.keyring.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut guard = self
+            .keyring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *guard = Arc::new(keyring);
     }
 

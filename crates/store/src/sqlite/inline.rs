@@ -70,11 +70,10 @@ impl InlineReaders {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
-        match self.idle.lock() {
-            Ok(guard) => guard,
-            // A panic while the list was held cannot leave it half-changed:
-            // push and pop are the only operations.
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        // A panic while the list was held cannot leave it half-changed:
+        // push and pop are the only operations.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

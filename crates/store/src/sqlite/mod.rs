@@ -532,10 +532,12 @@ impl Store for SqliteStore {
         for _ in 0..self.reader_count {
             let _ = self.reads.send(ReadMessage::Stop);
         }
-        let threads = match self.threads.lock() {
-            Ok(mut guard) => std::mem::take(&mut *guard),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
+        let threads = std::mem::take(
+            &mut *self
+                .threads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
