@@ -9,8 +9,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{end_users, sensitive, webhooks};
 use crate::{ConversationMutation, NewConversation, StartedConversation, StoreError};
 
-const CHANNEL_COLUMNS: &str =
-    "agent_id, id, name, description, modality, metadata, created_at, updated_at";
+/// A macro rather than a `const`, so the statements using it are constants
+/// too: no SQL text is built per call.
+macro_rules! channel_columns {
+    () => {
+        "agent_id, id, name, description, modality, metadata, created_at, updated_at"
+    };
+}
 
 fn parse_id(column: usize, raw: &str) -> rusqlite::Result<EndUserId> {
     EndUserId::parse(raw).ok_or_else(|| super::unreadable(column, "id"))
@@ -35,8 +40,10 @@ fn channel_from_row(row: &Row<'_>) -> rusqlite::Result<Channel> {
 }
 
 pub(super) fn create_channel(conn: &Connection, channel: &Channel) -> Result<(), StoreError> {
-    conn.prepare_cached(&format!(
-        "INSERT INTO channels ({CHANNEL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    conn.prepare_cached(concat!(
+        "INSERT INTO channels (",
+        channel_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     ))?
     .execute(params![
         channel.agent_id.0,
@@ -57,8 +64,10 @@ pub(super) fn get_channel(
     id: EndUserId,
 ) -> Result<Option<Channel>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE agent_id = ?1 AND id = ?2"
+        .prepare_cached(concat!(
+            "SELECT ",
+            channel_columns!(),
+            " FROM channels WHERE agent_id = ?1 AND id = ?2"
         ))?
         .query_row(params![agent.0, id.to_string()], channel_from_row)
         .optional()?)
@@ -71,8 +80,10 @@ pub(super) fn list_channels(
     limit: usize,
 ) -> Result<Vec<Channel>, StoreError> {
     let from = from.map(|id| id.to_string()).unwrap_or_default();
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CHANNEL_COLUMNS} FROM channels WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        channel_columns!(),
+        " FROM channels WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
     ))?;
     let rows = stmt
         .query_map(
@@ -83,8 +94,13 @@ pub(super) fn list_channels(
     Ok(rows)
 }
 
-const CONVERSATION_COLUMNS: &str =
-    "agent_id, id, channel_id, end_user_id, ended, metadata, created_at, updated_at";
+/// A macro rather than a `const`, so the statements using it are constants
+/// too: no SQL text is built per call.
+macro_rules! conversation_columns {
+    () => {
+        "agent_id, id, channel_id, end_user_id, ended, metadata, created_at, updated_at"
+    };
+}
 
 fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
     let id: String = row.get(1)?;
@@ -168,8 +184,10 @@ pub(super) fn start(
     }
     write_conversation(
         conn,
-        &format!(
-            "INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        concat!(
+            "INSERT INTO conversations (",
+            conversation_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
         ),
         c,
     )?;
@@ -183,8 +201,10 @@ pub(super) fn get_conversation(
     id: EndUserId,
 ) -> Result<Option<Conversation>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE agent_id = ?1 AND id = ?2"
+        .prepare_cached(concat!(
+            "SELECT ",
+            conversation_columns!(),
+            " FROM conversations WHERE agent_id = ?1 AND id = ?2"
         ))?
         .query_row(params![agent.0, id.to_string()], conversation_from_row)
         .optional()?)

@@ -77,10 +77,15 @@ pub(super) fn insert_api_key(conn: &Connection, key: &NewApiKey) -> Result<(), S
     Ok(())
 }
 
-const KEY_COLUMNS: &str =
-    "k.key_id, k.agent_id, a.handle, k.name, k.secret_hash, k.created_at, k.revoked_at,
+/// A macro rather than a `const`, so the statements using it are constants
+/// too: no SQL text is built per call.
+macro_rules! key_columns {
+    () => {
+        "k.key_id, k.agent_id, a.handle, k.name, k.secret_hash, k.created_at, k.revoked_at,
      a.rate_limit_end_user, a.rate_limit_global
-     FROM api_keys k JOIN agents a ON a.id = k.agent_id";
+     FROM api_keys k JOIN agents a ON a.id = k.agent_id"
+    };
+}
 
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     let hash: Vec<u8> = row.get(4)?;
@@ -105,14 +110,16 @@ pub(super) fn find_api_key(
     key_id: &str,
 ) -> Result<Option<ApiKeyRecord>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {KEY_COLUMNS} WHERE k.key_id = ?1"))?
+        .prepare_cached(concat!("SELECT ", key_columns!(), " WHERE k.key_id = ?1"))?
         .query_row([key_id], key_from_row)
         .optional()?)
 }
 
 pub(super) fn list_api_keys(conn: &Connection) -> Result<Vec<ApiKeyRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {KEY_COLUMNS} ORDER BY k.created_at, k.key_id"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        key_columns!(),
+        " ORDER BY k.created_at, k.key_id"
     ))?;
     let keys = stmt
         .query_map([], key_from_row)?

@@ -46,9 +46,14 @@ pub(super) fn record_events(
     Ok(())
 }
 
-const ENDPOINT_COLUMNS: &str =
-    "agent_id, id, url, description, event_filters, enabled, secret, previous_secret,
-     previous_secret_until, disabled_reason, failing_since, created_at, updated_at";
+/// A macro rather than a `const`, so the statements using it are constants
+/// too: no SQL text is built per call.
+macro_rules! endpoint_columns {
+    () => {
+        "agent_id, id, url, description, event_filters, enabled, secret, previous_secret,
+     previous_secret_until, disabled_reason, failing_since, created_at, updated_at"
+    };
+}
 
 fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
     let filters: String = row.get(4)?;
@@ -97,8 +102,10 @@ pub(super) fn create_endpoint(
 ) -> Result<(), StoreError> {
     write_endpoint(
         conn,
-        &format!(
-            "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        concat!(
+            "INSERT INTO webhook_endpoints (",
+            endpoint_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         ),
         endpoint,
     )?;
@@ -111,8 +118,10 @@ pub(super) fn get_endpoint(
     id: &str,
 ) -> Result<Option<WebhookEndpoint>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE agent_id = ?1 AND id = ?2"
+        .prepare_cached(concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM webhook_endpoints WHERE agent_id = ?1 AND id = ?2"
         ))?
         .query_row(params![agent.0, id], endpoint_from_row)
         .optional()?)
@@ -125,8 +134,10 @@ pub(super) fn list_endpoints(
     limit: usize,
 ) -> Result<Vec<WebhookEndpoint>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        endpoint_columns!(),
+        " FROM webhook_endpoints WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
     ))?;
     let rows = stmt
         .query_map(
