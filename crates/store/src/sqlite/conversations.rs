@@ -87,7 +87,7 @@ pub(super) fn list_channels(
     ))?;
     let rows = stmt
         .query_map(
-            params![agent.0, from, i64::try_from(limit).unwrap_or(i64::MAX)],
+            params![agent.0, from, super::sql_limit(limit)],
             channel_from_row,
         )?
         .collect::<Result<_, _>>()?;
@@ -254,7 +254,7 @@ pub(super) fn delete_orphans(
     let orphans: Vec<(i64, String)> = conn
         .prepare_cached("SELECT agent_id, id FROM end_users WHERE orphan_until <= ?1 LIMIT ?2")?
         .query_map(
-            params![now.as_micros(), i64::try_from(limit).unwrap_or(i64::MAX)],
+            params![now.as_micros(), super::sql_limit(limit)],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?
         .collect::<Result<_, _>>()?;

@@ -171,7 +171,7 @@ pub(super) fn list(
 ) -> Result<Vec<EndUser>, StoreError> {
     // An empty string sorts before every id, so "no cursor" is "from the start".
     let from = from.map(|id| id.to_string()).unwrap_or_default();
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = super::sql_limit(limit);
     let mut stmt = conn.prepare_cached(PAGE)?;
     let users = stmt
         .query_map(params![agent.0, from, limit], from_row)?

@@ -195,6 +195,11 @@ impl SqliteStore {
     }
 }
 
+/// A row count as SQLite's `LIMIT` takes it (counts past `i64` mean "all").
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 /// The error for a stored value that no longer parses (a damaged row).
 fn unreadable(column: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(

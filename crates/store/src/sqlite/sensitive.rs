@@ -88,7 +88,7 @@ pub(super) fn delete_expired(
     now: Timestamp,
     limit: usize,
 ) -> Result<usize, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = super::sql_limit(limit);
     let deleted = conn
         .prepare_cached(
             "DELETE FROM sensitive_values WHERE (agent_id, end_user_id, name) IN (
@@ -103,7 +103,7 @@ pub(super) fn sealed_under_other_keys(
     active_key_id: &str,
     limit: usize,
 ) -> Result<Vec<OwnedSealedValue>, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = super::sql_limit(limit);
     let mut stmt = conn.prepare_cached(
         "SELECT agent_id, end_user_id, name, key_id, nonce, ciphertext, expires_at FROM sensitive_values
          WHERE key_id <> ?1 LIMIT ?2",

@@ -133,7 +133,7 @@ pub(super) fn list_endpoints(
     from: Option<&str>,
     limit: usize,
 ) -> Result<Vec<WebhookEndpoint>, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = super::sql_limit(limit);
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
         endpoint_columns!(),
@@ -350,7 +350,7 @@ pub(super) fn list_attempts(
     before: Option<i64>,
     limit: usize,
 ) -> Result<Vec<Attempt>, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = super::sql_limit(limit);
     let mut stmt = conn.prepare_cached(
         "SELECT id, message_id, event_type, attempt, status_code, error, duration_ms, created_at FROM webhook_attempts
          WHERE agent_id = ?1 AND endpoint_id = ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4",
@@ -417,7 +417,7 @@ pub(super) fn prune_history(
     before_message_id: &str,
     limit: usize,
 ) -> Result<usize, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = super::sql_limit(limit);
     let mut pruned = conn
         .prepare_cached(
             "DELETE FROM webhook_attempts WHERE id IN
