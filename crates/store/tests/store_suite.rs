@@ -1091,5 +1091,19 @@ async fn sqlite_damaged_rows_are_errors_not_defaults() {
     )
     .unwrap();
     assert!(store.get_webhook(agent, "ep_damaged").await.is_err());
+
+    // An orphan whose id no longer parses is swept all the same, instead of
+    // being found again on every pass.
+    raw.execute(
+        "INSERT INTO end_users (agent_id, id, version, created_at, updated_at, orphan_until)
+         VALUES (?1, 'not-an-id', 1, 0, 0, 0)",
+        [agent.0],
+    )
+    .unwrap();
+    assert_eq!(store.delete_orphans(NOW, 10).await.unwrap(), 1);
+    let left: i64 = raw
+        .query_row("SELECT count(*) FROM end_users", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
     store.close().await;
 }

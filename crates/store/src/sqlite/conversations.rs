@@ -6,7 +6,7 @@ use endusers_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{end_users, sensitive, webhooks};
+use super::{end_users, webhooks};
 use crate::{ConversationMutation, NewConversation, StartedConversation, StoreError};
 
 /// A macro rather than a `const`, so the statements using it are constants
@@ -231,19 +231,6 @@ pub(super) fn update_conversation(
     Ok(Some(conversation))
 }
 
-/// Unlinks a deleted user's conversations.
-pub(super) fn forget_end_user(
-    conn: &Connection,
-    agent: AgentId,
-    user: EndUserId,
-) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE conversations SET end_user_id = NULL WHERE agent_id = ?1 AND end_user_id = ?2",
-    )?
-    .execute(params![agent.0, user.to_string()])?;
-    Ok(())
-}
-
 /// Deletes up to `limit` users whose orphan deadline has passed, with
 /// their sensitive values. Returns how many.
 pub(super) fn delete_orphans(
@@ -253,18 +240,13 @@ pub(super) fn delete_orphans(
 ) -> Result<usize, StoreError> {
     let orphans: Vec<(i64, String)> = conn
         .prepare_cached("SELECT agent_id, id FROM end_users WHERE orphan_until <= ?1 LIMIT ?2")?
-        .query_map(
-            params![now.as_micros(), super::sql_limit(limit)],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?
+        .query_map(params![now.as_micros(), super::sql_limit(limit)], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
         .collect::<Result<_, _>>()?;
     let mut deleted = 0;
     for (agent, id) in orphans {
-        let Some(id) = EndUserId::parse(&id) else {
-            continue;
-        };
-        sensitive::delete_all(conn, AgentId(agent), id)?;
-        if end_users::delete(conn, AgentId(agent), id)? {
+        if end_users::erase(conn, AgentId(agent), &id)? {
             deleted += 1;
         }
     }

@@ -201,9 +201,24 @@ pub(super) fn update(
     Ok(Some((user, applied)))
 }
 
-pub(super) fn delete(conn: &Connection, agent: AgentId, id: EndUserId) -> Result<bool, StoreError> {
+/// Deletes a user with what hangs off it: its sensitive values, and its
+/// link from conversations (which stay, with no user). Takes the id as
+/// stored, so a row whose id no longer parses can still be removed rather
+/// than block the orphan sweep that keeps finding it.
+pub(super) fn erase(
+    conn: &Connection,
+    agent: AgentId,
+    stored_id: &str,
+) -> Result<bool, StoreError> {
+    let key = params![agent.0, stored_id];
+    conn.prepare_cached("DELETE FROM sensitive_values WHERE agent_id = ?1 AND end_user_id = ?2")?
+        .execute(key)?;
+    conn.prepare_cached(
+        "UPDATE conversations SET end_user_id = NULL WHERE agent_id = ?1 AND end_user_id = ?2",
+    )?
+    .execute(key)?;
     let deleted = conn
         .prepare_cached("DELETE FROM end_users WHERE agent_id = ?1 AND id = ?2")?
-        .execute(params![agent.0, id.to_string()])?;
+        .execute(key)?;
     Ok(deleted == 1)
 }

@@ -335,12 +335,8 @@ impl Store for SqliteStore {
     }
 
     async fn delete_end_user(&self, agent: AgentId, id: EndUserId) -> Result<bool, StoreError> {
-        self.write(move |conn| {
-            sensitive::delete_all(conn, agent, id)?;
-            conversations::forget_end_user(conn, agent, id)?;
-            end_users::delete(conn, agent, id)
-        })
-        .await
+        self.write(move |conn| end_users::erase(conn, agent, &id.to_string()))
+            .await
     }
 
     async fn live_sensitive_values(

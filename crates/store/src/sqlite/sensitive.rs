@@ -54,16 +54,6 @@ pub(super) fn apply(
     Ok(())
 }
 
-pub(super) fn delete_all(
-    conn: &Connection,
-    agent: AgentId,
-    end_user: EndUserId,
-) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM sensitive_values WHERE agent_id = ?1 AND end_user_id = ?2")?
-        .execute(params![agent.0, end_user.to_string()])?;
-    Ok(())
-}
-
 pub(super) fn live(
     conn: &Connection,
     agent: AgentId,
@@ -108,22 +98,20 @@ pub(super) fn sealed_under_other_keys(
         "SELECT agent_id, end_user_id, name, key_id, nonce, ciphertext, expires_at FROM sensitive_values
          WHERE key_id <> ?1 LIMIT ?2",
     )?;
+    // A row whose user id no longer parses is an error, not skipped: skipped,
+    // it would be read again on every pass and hold up the re-sealing.
     let rows = stmt
         .query_map(params![active_key_id, limit], |row| {
             let id: String = row.get(1)?;
-            Ok((AgentId(row.get(0)?), id, sealed_from_row(row, 2)?))
+            Ok(OwnedSealedValue {
+                agent_id: AgentId(row.get(0)?),
+                end_user_id: EndUserId::parse(&id)
+                    .ok_or_else(|| super::unreadable(1, "end user id"))?,
+                value: sealed_from_row(row, 2)?,
+            })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(agent_id, id, value)| {
-            EndUserId::parse(&id).map(|end_user_id| OwnedSealedValue {
-                agent_id,
-                end_user_id,
-                value,
-            })
-        })
-        .collect())
+    Ok(rows)
 }
 
 /// Swaps each value's ciphertext for a re-sealed one, unless the value was
