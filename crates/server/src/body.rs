@@ -26,11 +26,11 @@ where
             return Err(ApiError::UnsupportedMediaType);
         }
         if content_length(request.headers()).is_some_and(|length| length > limit) {
-            return Err(ApiError::PayloadTooLarge(limit));
+            return Err(ApiError::PayloadTooLarge(Some(limit)));
         }
         let bytes = axum::body::to_bytes(request.into_body(), limit)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+            .map_err(|_| ApiError::PayloadTooLarge(Some(limit)))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }

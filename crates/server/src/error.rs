@@ -19,10 +19,12 @@ pub enum ApiError {
     NotFound(&'static str),
     MethodNotAllowed,
     Conflict(String),
-    PayloadTooLarge(usize),
+    /// The limit in bytes, when the layer that refused knows it.
+    PayloadTooLarge(Option<usize>),
     UnsupportedMediaType,
     /// Over a rate limit; retry after this many seconds.
-    RateLimited(u64),
+    /// Seconds until a retry can pass, when the limiter said.
+    RateLimited(Option<u64>),
     /// The server cannot serve right now (readiness, shutdown).
     Unavailable(&'static str),
     /// Details go to the log, never to the client.
@@ -87,13 +89,17 @@ impl ApiError {
                 (*message).to_owned()
             }
             Self::MethodNotAllowed => "this method is not allowed on this path".to_owned(),
-            Self::PayloadTooLarge(limit) => {
+            Self::PayloadTooLarge(Some(limit)) => {
                 format!("the request body must be at most {limit} bytes")
             }
+            Self::PayloadTooLarge(None) => "the request body is too large".to_owned(),
             Self::UnsupportedMediaType => {
                 "the request body must be JSON (Content-Type: application/json)".to_owned()
             }
-            Self::RateLimited(seconds) => format!("too many requests: retry after {seconds} s"),
+            Self::RateLimited(Some(seconds)) => {
+                format!("too many requests: retry after {seconds} s")
+            }
+            Self::RateLimited(None) => "too many requests".to_owned(),
             Self::Internal => "the server failed to handle this request".to_owned(),
         }
     }
@@ -108,10 +114,15 @@ impl ApiError {
             StatusCode::CONFLICT => {
                 Self::Conflict("the request conflicts with the current state".to_owned())
             }
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(0),
+            // Only what the status says: no limit or wait is made up.
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(None),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
-            StatusCode::TOO_MANY_REQUESTS => Self::RateLimited(1),
+            StatusCode::TOO_MANY_REQUESTS => Self::RateLimited(None),
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable("the server is not available"),
+            // Another client error is still the client's, not the server's.
+            other if other.is_client_error() => {
+                Self::Invalid("the request is not valid".to_owned())
+            }
             _ => Self::Internal,
         }
     }
@@ -176,4 +187,23 @@ pub async fn ensure_envelope(response: Response) -> Response {
     );
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_for_a_bare_status_invents_nothing() {
+        let too_large = ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(too_large.kind(), "payload_too_large");
+        assert!(!too_large.message().chars().any(|c| c.is_ascii_digit()));
+        let limited = ApiError::for_status(StatusCode::TOO_MANY_REQUESTS);
+        assert!(!limited.message().chars().any(|c| c.is_ascii_digit()));
+        // A client error the server has no name for stays a client error.
+        assert_eq!(
+            ApiError::for_status(StatusCode::URI_TOO_LONG).kind(),
+            ApiError::Invalid(String::new()).kind()
+        );
+    }
 }

@@ -60,7 +60,7 @@ fn with_headers(mut response: Response, policy: &RatePolicy, decision: &Decision
 
 fn refused(policy: &RatePolicy, decision: &Decision) -> Response {
     let seconds = decision.retry_after_secs().unwrap_or(1);
-    let error = ApiError::RateLimited(seconds);
+    let error = ApiError::RateLimited(Some(seconds));
     with_headers(error.into_response(), policy, decision)
 }
 
