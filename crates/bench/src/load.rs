@@ -296,8 +296,10 @@ struct Pace {
 }
 
 impl Pace {
-    fn due(&self, n: u64) -> Instant {
-        self.started + Duration::from_secs_f64(n as f64 / self.rate)
+    /// `None` past any representable time (never, in practice).
+    fn due(&self, n: u64) -> Option<Instant> {
+        let after = Duration::try_from_secs_f64(n as f64 / self.rate).ok()?;
+        self.started.checked_add(after)
     }
 }
 
@@ -313,7 +315,12 @@ async fn worker<W: Workload>(
     seed: u64,
 ) -> WorkerTally {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut tally = WorkerTally::default();
+    // Room for a long run's latencies up front: growing the vector mid-run
+    // would copy megabytes while requests are being timed.
+    let mut tally = WorkerTally {
+        micros: Vec::with_capacity(1 << 16),
+        ..WorkerTally::default()
+    };
     let mut sender = Some(sender);
     loop {
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
@@ -324,7 +331,9 @@ async fn worker<W: Workload>(
             break;
         }
         if let Some(pace) = pace {
-            let due = pace.due(n);
+            let Some(due) = pace.due(n) else {
+                break;
+            };
             if deadline.is_some_and(|deadline| due >= deadline) {
                 break;
             }

@@ -145,8 +145,8 @@ impl AllArgs {
         }
         let mut params = params;
         for (slot, rate) in params.webhook_rates.iter_mut().zip(rates) {
-            if !rate.is_finite() || rate < 0.0 {
-                return Err("--webhook-rates: rates are numbers ≥ 0".into());
+            if !rate.is_finite() || !(rate == 0.0 || rate >= 1.0) {
+                return Err("--webhook-rates: each rate is 0 or at least 1 per second".into());
             }
             *slot = (rate > 0.0).then_some(rate);
         }
@@ -156,8 +156,8 @@ impl AllArgs {
         if params.connections == 0 {
             return Err("--connections: at least 1".into());
         }
-        if params.duration.is_zero() {
-            return Err("--seconds: must be above 0".into());
+        if params.duration.is_zero() || params.duration > Duration::from_secs(86_400) {
+            return Err("--seconds: above 0 and at most a day".into());
         }
         Ok(params)
     }
