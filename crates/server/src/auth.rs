@@ -86,11 +86,20 @@ const REJECTED: &str = "the API key is not valid";
 #[derive(Debug, Clone, Copy)]
 pub struct Refused(pub &'static str);
 
-/// A key that checked out: the agent it acts for and that agent's limits.
+/// A key that checked out, as the store shares it (no copy per request).
 #[derive(Debug, Clone)]
-pub struct AuthenticatedKey {
-    pub agent: AgentId,
-    pub limits: endusers_store::AgentLimits,
+pub struct AuthenticatedKey(std::sync::Arc<endusers_store::ApiKeyRecord>);
+
+impl AuthenticatedKey {
+    /// The agent the key acts for.
+    pub fn agent(&self) -> AgentId {
+        self.0.agent_id
+    }
+
+    /// That agent's rate-limit overrides.
+    pub fn limits(&self) -> &endusers_store::AgentLimits {
+        &self.0.agent_limits
+    }
 }
 
 /// Checks the `Authorization` header against the stored keys.
@@ -115,10 +124,7 @@ pub async fn authenticate(
     let record = state.store.find_api_key(key_id).await?;
     match record {
         Some(key) if key.revoked_at.is_none() && bool::from(key.secret_hash.ct_eq(&presented)) => {
-            Ok(AuthenticatedKey {
-                agent: key.agent_id,
-                limits: key.agent_limits,
-            })
+            Ok(AuthenticatedKey(key))
         }
         _ => Err(ApiError::Unauthorized(REJECTED)),
     }
@@ -140,7 +146,7 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::Unauthorized(reason));
         }
         let key = authenticate(state, &parts.headers).await?;
-        Ok(Self { agent: key.agent })
+        Ok(Self { agent: key.agent() })
     }
 }
 

@@ -65,7 +65,7 @@ pub trait Store: Send + Sync + 'static {
     /// limits. Called on every request, so a backend may answer from
     /// memory, but a key or agent changed through any store on the same
     /// data (another process included) must show from the next call on.
-    async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn find_api_key(&self, key_id: &str) -> Result<Option<Arc<ApiKeyRecord>>, StoreError>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Marks a key revoked; `false` when no active key has this id.
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool, StoreError>;

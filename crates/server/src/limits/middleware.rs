@@ -99,18 +99,22 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
         }
         Err(error) => return error.into_response(),
     };
-    let policy = policy_for(&state, family, &key.limits);
+    let policy = policy_for(&state, family, key.limits());
     if policy.is_off() {
-        request.extensions_mut().insert(Caller { agent: key.agent });
+        request
+            .extensions_mut()
+            .insert(Caller { agent: key.agent() });
         return next.run(request).await;
     }
     let decision = state
         .limiter
-        .check(family, &key.agent.0.to_string(), &policy, now)
+        .check(family, &key.agent().0.to_string(), &policy, now)
         .await;
     if !decision.allowed {
         return refused(&policy, &decision);
     }
-    request.extensions_mut().insert(Caller { agent: key.agent });
+    request
+        .extensions_mut()
+        .insert(Caller { agent: key.agent() });
     with_headers(next.run(request).await, &policy, &decision)
 }

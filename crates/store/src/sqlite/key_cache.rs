@@ -22,6 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
@@ -55,7 +56,7 @@ pub(super) struct KeyCache {
 #[derive(Default)]
 struct State {
     version: Option<Version>,
-    keys: HashMap<String, ApiKeyRecord>,
+    keys: HashMap<String, Arc<ApiKeyRecord>>,
 }
 
 impl KeyCache {
@@ -76,26 +77,27 @@ impl KeyCache {
     }
 
     /// The key from memory if nothing changed since it was read, otherwise
-    /// from `read`, remembered for next time.
+    /// from `read`, remembered for next time. Shared, not copied: this runs
+    /// on every request.
     pub(super) fn find(
         &self,
         key_id: &str,
         read: impl FnOnce() -> Result<Option<ApiKeyRecord>, StoreError>,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+    ) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
         // The version is taken before the database is read: a change that
         // lands in between makes the next request see a newer version.
         let Some(version) = self.version() else {
-            return read();
+            return Ok(read()?.map(Arc::new));
         };
         {
             let state = read_lock(&self.state);
             if state.version == Some(version)
                 && let Some(record) = state.keys.get(key_id)
             {
-                return Ok(Some(record.clone()));
+                return Ok(Some(Arc::clone(record)));
             }
         }
-        let record = read()?;
+        let record = read()?.map(Arc::new);
         let mut state = write_lock(&self.state);
         if state.version != Some(version) {
             // Another thread may have moved the cache on to a newer version
@@ -110,7 +112,7 @@ impl KeyCache {
             if state.keys.len() >= MAX_KEYS {
                 state.keys.clear();
             }
-            state.keys.insert(key_id.to_owned(), record.clone());
+            state.keys.insert(key_id.to_owned(), Arc::clone(record));
         }
         Ok(record)
     }

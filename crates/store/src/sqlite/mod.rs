@@ -16,7 +16,7 @@ mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -255,7 +255,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn find_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+    async fn find_api_key(&self, key_id: &str) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
         self.key_cache.find(key_id, || {
             self.read_now(|conn| keys::find_api_key(conn, key_id))
         })
