@@ -27,10 +27,27 @@ impl<T> Page<T> {
         }
     }
 
+    /// Fetches a page: `fetch` is asked for one record more than `limit`,
+    /// which tells whether there is a next page and where it starts
+    /// (`cursor_of` it); without one this page is the last.
+    pub async fn fetch<Fut>(
+        limit: usize,
+        fetch: impl FnOnce(usize) -> Fut,
+        cursor_of: impl Fn(&T) -> String,
+        headers: &HeaderMap,
+        path: &str,
+    ) -> Result<Self, ApiError>
+    where
+        Fut: std::future::Future<Output = Result<Vec<T>, endusers_store::StoreError>>,
+    {
+        let data = fetch(limit + 1).await?;
+        Ok(Self::cut(data, limit, headers, path, cursor_of))
+    }
+
     /// Cuts records fetched one too many (`limit + 1`) down to a page; the
     /// next page starts at the extra record, and without one this page is
     /// the last (`next_page_url` is `null`).
-    pub fn cut(
+    fn cut(
         mut data: Vec<T>,
         limit: usize,
         headers: &HeaderMap,
@@ -79,8 +96,17 @@ pub fn parse_page_query(query: Option<&str>) -> Result<(Option<String>, usize), 
 
 /// Reads a `cursor` that is an id from a `next_page_url`.
 pub fn cursor_id(raw: Option<&str>) -> Result<Option<endusers_core::EndUserId>, ApiError> {
+    parse_cursor(raw, endusers_core::EndUserId::parse)
+}
+
+/// A `cursor` as `parse` reads it; one that does not parse did not come
+/// from a `next_page_url`.
+pub fn parse_cursor<T>(
+    raw: Option<&str>,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
     raw.map(|raw| {
-        endusers_core::EndUserId::parse(raw)
+        parse(raw)
             .ok_or_else(|| ApiError::Invalid("cursor: must come from a next_page_url".to_owned()))
     })
     .transpose()

@@ -117,14 +117,13 @@ pub async fn list(
 ) -> Result<Json<Page<Channel>>, ApiError> {
     let (cursor, limit) = pagination::parse_page_query(query.as_deref())?;
     let from = pagination::cursor_id(cursor.as_deref())?;
-    Ok(Json(Page::cut(
-        state
-            .store
-            .list_channels(caller.agent, from, limit + 1)
-            .await?,
+    let page = Page::fetch(
         limit,
+        |n| state.store.list_channels(caller.agent, from, n),
+        |c| c.id.to_string(),
         &headers,
         COLLECTION_PATH,
-        |c| c.id.to_string(),
-    )))
+    )
+    .await?;
+    Ok(Json(page))
 }

@@ -241,16 +241,13 @@ pub async fn list(
     }
     let limit = pagination::parse_limit(query.limit.as_deref())?;
     let from = pagination::cursor_id(query.cursor.as_deref())?;
-    // One extra row tells whether there is a next page and where it starts.
-    let page = Page::cut(
-        state
-            .store
-            .list_end_users(caller.agent, from, limit + 1)
-            .await?,
+    let page = Page::fetch(
         limit,
+        |n| state.store.list_end_users(caller.agent, from, n),
+        |u| u.end_user_id.to_string(),
         &headers,
         COLLECTION_PATH,
-        |u| u.end_user_id.to_string(),
-    );
+    )
+    .await?;
     Ok(Json(ListEndUsersResponse::Page(page)))
 }

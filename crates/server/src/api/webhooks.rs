@@ -182,19 +182,19 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Page<Webhook>>, ApiError> {
     let (cursor, limit) = pagination::parse_page_query(query.as_deref())?;
-    Ok(Json(
-        Page::cut(
+    let page = Page::fetch(
+        limit,
+        |n| {
             state
                 .store
-                .list_webhooks(caller.agent, cursor.as_deref(), limit + 1)
-                .await?,
-            limit,
-            &headers,
-            COLLECTION_PATH,
-            |e| e.id.clone(),
-        )
-        .map(Webhook::from),
-    ))
+                .list_webhooks(caller.agent, cursor.as_deref(), n)
+        },
+        |e| e.id.clone(),
+        &headers,
+        COLLECTION_PATH,
+    )
+    .await?;
+    Ok(Json(page.map(Webhook::from)))
 }
 
 /// Get one webhook endpoint.
@@ -440,20 +440,17 @@ pub async fn attempts(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Page<AttemptInfo>>, ApiError> {
     let (cursor, limit) = pagination::parse_page_query(query.as_deref())?;
-    let before =
-        match cursor {
-            Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
-                ApiError::Invalid("cursor: must come from a next_page_url".to_owned())
-            })?),
-            None => None,
-        };
+    let before = pagination::parse_cursor(cursor.as_deref(), |raw| raw.parse::<i64>().ok())?;
     find(&state, caller, &id).await?;
-    let data = state
-        .store
-        .list_attempts(caller.agent, &id, before, limit + 1)
-        .await?;
     let path = format!("{COLLECTION_PATH}{id}/attempts/");
-    let page = Page::cut(data, limit, &headers, &path, |a| a.id.to_string());
+    let page = Page::fetch(
+        limit,
+        |n| state.store.list_attempts(caller.agent, &id, before, n),
+        |a| a.id.to_string(),
+        &headers,
+        &path,
+    )
+    .await?;
     Ok(Json(page.map(AttemptInfo::from)))
 }
 
