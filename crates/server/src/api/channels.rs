@@ -15,7 +15,7 @@ use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::pagination::{self, Page, PageQuery};
 
-const NOT_FOUND: &str = "channel not found";
+pub(crate) const NOT_FOUND: &str = "channel not found";
 const COLLECTION_PATH: &str = "/api/v2/channels/";
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -57,12 +57,7 @@ pub async fn create(
             "name: must be 1 to 255 characters".to_owned(),
         ));
     }
-    let description = request.description.unwrap_or_default();
-    if description.chars().count() > 1024 {
-        return Err(ApiError::Invalid(
-            "description: must be at most 1024 characters".to_owned(),
-        ));
-    }
+    let description = super::check_description(request.description.unwrap_or_default())?;
     let modality = request
         .modality
         .ok_or_else(|| ApiError::Invalid("modality: is required".to_owned()))?;

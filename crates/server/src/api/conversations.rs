@@ -66,12 +66,12 @@ pub async fn create(
     let channel = request
         .channel_id
         .ok_or_else(|| ApiError::Invalid("channel_id: is required".to_owned()))?;
-    let channel_id = super::known_id(&channel, "channel not found")?;
+    let channel_id = super::known_id(&channel, super::channels::NOT_FOUND)?;
     let metadata = ScalarMap::parse(request.metadata).map_err(|e| e.at("metadata"))?;
     let now = state.clock.now();
     let mut events = Vec::with_capacity(2);
     let (end_user_id, new_end_user) = match request.end_user_id {
-        Some(raw) => (super::known_id(&raw, "end user not found")?, None),
+        Some(raw) => (super::known_id(&raw, super::end_users::NOT_FOUND)?, None),
         None => {
             // A user made by a conversation is never an orphan.
             let id = state.new_id(now);
@@ -120,8 +120,8 @@ pub async fn create(
             state.webhook_wakeup.notify_one();
             Ok((StatusCode::CREATED, Json(conversation)))
         }
-        StartedConversation::UnknownChannel => Err(ApiError::NotFound("channel not found")),
-        StartedConversation::UnknownEndUser => Err(ApiError::NotFound("end user not found")),
+        StartedConversation::UnknownChannel => Err(ApiError::NotFound(super::channels::NOT_FOUND)),
+        StartedConversation::UnknownEndUser => Err(ApiError::NotFound(super::end_users::NOT_FOUND)),
     }
 }
 

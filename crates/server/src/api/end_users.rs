@@ -22,7 +22,7 @@ use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::pagination::{self, Page};
 
-const NOT_FOUND: &str = "end user not found";
+pub(crate) const NOT_FOUND: &str = "end user not found";
 const COLLECTION_PATH: &str = "/api/v2/end-users/";
 
 fn parse_id(raw: &str) -> Result<EndUserId, ApiError> {

@@ -26,6 +26,20 @@ pub(crate) fn known_id(raw: &str, not_found: &'static str) -> Result<EndUserId, 
     EndUserId::parse(raw).ok_or(ApiError::NotFound(not_found))
 }
 
+/// The longest `description` a channel or webhook endpoint may have.
+const MAX_DESCRIPTION_CHARS: usize = 1024;
+
+/// A channel's or webhook endpoint's `description`: at most
+/// [`MAX_DESCRIPTION_CHARS`] characters.
+pub(crate) fn check_description(description: String) -> Result<String, ApiError> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(ApiError::Invalid(format!(
+            "description: must be at most {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(description)
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(

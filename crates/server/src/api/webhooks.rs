@@ -111,15 +111,6 @@ fn check_filters(filters: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(filters)
 }
 
-fn check_description(description: String) -> Result<String, ApiError> {
-    if description.chars().count() > 1024 {
-        return Err(ApiError::Invalid(
-            "description: must be at most 1024 characters".to_owned(),
-        ));
-    }
-    Ok(description)
-}
-
 async fn find(state: &AppState, caller: Caller, id: &str) -> Result<WebhookEndpoint, ApiError> {
     state
         .store
@@ -148,7 +139,7 @@ pub async fn create(
         .ok_or_else(|| ApiError::Invalid("url: is required".to_owned()))?;
     let url = check_url(&state, &url).await?;
     let event_filters = check_filters(request.event_filters.unwrap_or_default())?;
-    let description = check_description(request.description.unwrap_or_default())?;
+    let description = super::check_description(request.description.unwrap_or_default())?;
     let now = state.clock.now();
     let endpoint = WebhookEndpoint {
         id: state.new_prefixed_id("ep_", now),
@@ -234,7 +225,10 @@ pub async fn update(
         None => None,
     };
     let event_filters = request.event_filters.map(check_filters).transpose()?;
-    let description = request.description.map(check_description).transpose()?;
+    let description = request
+        .description
+        .map(super::check_description)
+        .transpose()?;
     let enabled = request.enabled;
     let now = state.clock.now();
     let mutation = Box::new(move |e: &mut WebhookEndpoint| {
