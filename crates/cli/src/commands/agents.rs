@@ -82,13 +82,16 @@ async fn set_limits(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no agent has the handle {handle}"))?;
     let limits = AgentLimits {
-        end_user: override_text("end-user", end_user, current.end_user)?,
-        global: override_text("global", global, current.global)?,
+        end_user: override_text("end-user", end_user, current.end_user.clone())?,
+        global: override_text("global", global, current.global.clone())?,
     };
-    store
-        .set_agent_limits(&handle, limits.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    // Nothing to change writes nothing, and so drops no server's key cache.
+    if limits != current {
+        store
+            .set_agent_limits(&handle, limits.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let shown = |o: &Option<String>| o.clone().unwrap_or_else(|| "default".to_owned());
     println!(
         "{handle}\tend_user={}\tglobal={}",
