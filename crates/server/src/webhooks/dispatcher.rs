@@ -98,12 +98,13 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 
     loop {
         let claim = lock(&in_flight).claim(&settings);
+        let wanted = claim.limit;
         let mut took = 0;
-        if claim.limit > 0 {
+        if wanted > 0 {
             let now = state.clock.now();
             match state
                 .store
-                .claim_deliveries(now, now.saturating_add(lease), claim.clone())
+                .claim_deliveries(now, now.saturating_add(lease), claim)
                 .await
             {
                 Ok(deliveries) => {
@@ -124,7 +125,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             }
         }
         // A full batch means more may be waiting: go again at once.
-        if took > 0 && took == claim.limit {
+        if took > 0 && took == wanted {
             continue;
         }
         tokio::select! {
@@ -177,10 +178,12 @@ struct Outcome {
 }
 
 impl Attempt {
-    async fn deliver(self, delivery: Delivery) {
+    async fn deliver(self, mut delivery: Delivery) {
         let settings = &self.state.config.webhooks;
         let started = Instant::now();
-        let outcome = self.send(&delivery).await;
+        // The body moves into the request; nothing after the send needs it.
+        let payload = std::mem::take(&mut delivery.payload);
+        let outcome = self.send(&delivery, payload).await;
         let at = self.state.clock.now();
         let attempt = delivery.attempts + 1;
         let next = next_step(&outcome, attempt, at, &settings.retry_schedule);
@@ -208,7 +211,7 @@ impl Attempt {
         self.wakeup.notify_one();
     }
 
-    async fn send(&self, delivery: &Delivery) -> Outcome {
+    async fn send(&self, delivery: &Delivery, payload: String) -> Outcome {
         let failed = |error: String| Outcome {
             status: None,
             error: Some(error),
@@ -229,7 +232,7 @@ impl Attempt {
             }
         }
         let timestamp = self.state.clock.now().as_micros().div_euclid(1_000_000);
-        let body = delivery.payload.as_bytes();
+        let body = payload.as_bytes();
         let refs: Vec<&EndpointSecret> = secrets.iter().collect();
         let signature = signature::signature_header(&refs, &delivery.message_id, timestamp, body);
         let timestamp = timestamp.to_string();
@@ -243,7 +246,7 @@ impl Attempt {
             .header("svix-id", &delivery.message_id)
             .header("svix-timestamp", &timestamp)
             .header("svix-signature", &signature)
-            .body(delivery.payload.clone());
+            .body(payload);
         match request.send().await {
             Ok(response) => {
                 let status = response.status();
