@@ -594,35 +594,25 @@ fn agents_set_limits_applies_to_a_running_server_without_restart() {
         ],
     );
     assert_eq!(bad.status.code(), Some(1));
-    let reset = endusers(
-        dir.path(),
-        &[
-            "--database-url",
-            &url,
-            "agents",
-            "set-limits",
-            "default",
-            "--global",
-            "default",
-        ],
-    );
-    assert!(reset.status.success());
+    let reset = || {
+        endusers(
+            dir.path(),
+            &[
+                "--database-url",
+                &url,
+                "agents",
+                "set-limits",
+                "default",
+                "--global",
+                "default",
+            ],
+        )
+    };
+    assert!(reset().status.success());
     // The same limits again change nothing, so no server drops its keys.
     let marker = dir.path().join("data/endusers.db.keys-changed");
     let before = std::fs::metadata(&marker).unwrap().len();
-    let again = endusers(
-        dir.path(),
-        &[
-            "--database-url",
-            &url,
-            "agents",
-            "set-limits",
-            "default",
-            "--global",
-            "default",
-        ],
-    );
-    assert!(again.status.success());
+    assert!(reset().status.success());
     assert_eq!(std::fs::metadata(&marker).unwrap().len(), before);
     server.signal("TERM");
     assert!(server.wait(Duration::from_secs(20)).0.success());

@@ -986,26 +986,34 @@ async fn sqlite_data_survives_reopening() {
     );
 }
 
+/// For the SQLite-only tests below: a store on `name` in `dir`, its URL
+/// (to open a second store on the same file), and its first agent.
+async fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> (Arc<dyn Store>, String, AgentId) {
+    let url = format!("sqlite://{}", dir.path().join(name).display());
+    let store = endusers_store::open(&url, NOW).await.unwrap();
+    let agent = store.list_agents().await.unwrap()[0].id;
+    (store, url, agent)
+}
+
+fn api_key(key_id: &str, agent: AgentId) -> endusers_store::NewApiKey {
+    endusers_store::NewApiKey {
+        key_id: key_id.to_owned(),
+        agent_id: agent,
+        name: None,
+        secret_hash: [9; 32],
+        created_at: NOW,
+    }
+}
+
 /// Two stores on one file stand for two processes: a key revoked or an
 /// agent's limits changed through one is seen by the other's next lookup,
 /// however often the other has looked the key up before.
 #[tokio::test]
 async fn sqlite_key_changes_by_another_store_are_seen_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("two.db").display());
-    let server = endusers_store::open(&url, NOW).await.unwrap();
+    let (server, url, agent) = sqlite_store(&dir, "two.db").await;
     let admin = endusers_store::open(&url, NOW).await.unwrap();
-    let agent = server.list_agents().await.unwrap()[0].id;
-    admin
-        .insert_api_key(endusers_store::NewApiKey {
-            key_id: "k2".into(),
-            agent_id: agent,
-            name: None,
-            secret_hash: [9; 32],
-            created_at: NOW,
-        })
-        .await
-        .unwrap();
+    admin.insert_api_key(api_key("k2", agent)).await.unwrap();
     for _ in 0..3 {
         let found = server.find_api_key("k2").await.unwrap().unwrap();
         assert_eq!(found.revoked_at, None);
@@ -1039,20 +1047,8 @@ async fn sqlite_key_changes_by_another_store_are_seen_at_once() {
 #[tokio::test]
 async fn sqlite_a_deleted_key_marker_is_followed_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("marker.db");
-    let url = format!("sqlite://{}", path.display());
-    let server = endusers_store::open(&url, NOW).await.unwrap();
-    let agent = server.list_agents().await.unwrap()[0].id;
-    server
-        .insert_api_key(endusers_store::NewApiKey {
-            key_id: "k3".into(),
-            agent_id: agent,
-            name: None,
-            secret_hash: [3; 32],
-            created_at: NOW,
-        })
-        .await
-        .unwrap();
+    let (server, url, agent) = sqlite_store(&dir, "marker.db").await;
+    server.insert_api_key(api_key("k3", agent)).await.unwrap();
     assert_eq!(
         server.find_api_key("k3").await.unwrap().unwrap().revoked_at,
         None
@@ -1076,15 +1072,12 @@ async fn sqlite_a_deleted_key_marker_is_followed_within_a_second() {
 #[tokio::test]
 async fn sqlite_damaged_rows_are_errors_not_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("damaged.db");
-    let url = format!("sqlite://{}", path.display());
-    let store = endusers_store::open(&url, NOW).await.unwrap();
-    let agent = store.list_agents().await.unwrap()[0].id;
+    let (store, _, agent) = sqlite_store(&dir, "damaged.db").await;
     store
         .create_webhook(endpoint(agent, "ep_damaged", &["v1.end_user.updated"]))
         .await
         .unwrap();
-    let raw = rusqlite::Connection::open(&path).unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join("damaged.db")).unwrap();
     raw.execute(
         "UPDATE webhook_endpoints SET event_filters = 'not json' WHERE id = 'ep_damaged'",
         [],
