@@ -214,8 +214,12 @@ pub async fn run_all(params: Params) -> Result<()> {
     let load_average = report::Machine::load_average();
     let root = server::workspace_root();
     let binary = match &params.server {
-        Some(path) if path.is_file() => path.clone(),
-        Some(path) => return Err(format!("--server: {} is not a file", path.display()).into()),
+        // Absolute: the server runs in the run's temporary directory.
+        Some(path) => path
+            .canonicalize()
+            .ok()
+            .filter(|path| path.is_file())
+            .ok_or_else(|| format!("--server: {} is not a file", path.display()))?,
         None => server::build_server(&root)?,
     };
     let build = started.elapsed();
