@@ -39,7 +39,7 @@ pub struct CreateChannelRequest {
 
 /// Create a custom channel.
 #[utoipa::path(
-    post, path = "/v2/channels", operation_id = "create-channel", tag = "channels",
+    post, path = "/api/v2/channels", operation_id = "create-channel", tag = "channels",
     request_body = CreateChannelRequest,
     responses((status = 201, body = Channel), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
@@ -83,7 +83,7 @@ pub async fn create(
 
 /// Get one channel.
 #[utoipa::path(
-    get, path = "/v2/channels/{id}", operation_id = "get-channel", tag = "channels",
+    get, path = "/api/v2/channels/{id}", operation_id = "get-channel", tag = "channels",
     params(("id" = String, Path, description = "The channel's id")),
     responses((status = 200, body = Channel), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
@@ -100,7 +100,7 @@ pub async fn get(
 
 /// List the agent's channels in creation order.
 #[utoipa::path(
-    get, path = "/v2/channels", operation_id = "get-channels", tag = "channels", params(PageQuery),
+    get, path = "/api/v2/channels", operation_id = "get-channels", tag = "channels", params(PageQuery),
     responses((status = 200, body = Page<Channel>), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
 )]

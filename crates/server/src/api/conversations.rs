@@ -49,7 +49,7 @@ pub struct UpdateConversationRequest {
 
 /// Start a conversation, with an existing end user or a new one.
 #[utoipa::path(
-    post, path = "/v2/conversations", operation_id = "create-conversation", tag = "conversations",
+    post, path = "/api/v2/conversations", operation_id = "create-conversation", tag = "conversations",
     request_body = CreateConversationRequest,
     responses(
         (status = 201, body = Conversation), (status = 400, body = ErrorEnvelope),
@@ -131,7 +131,7 @@ fn parse_id(raw: &str) -> Result<EndUserId, ApiError> {
 
 /// Get one conversation.
 #[utoipa::path(
-    get, path = "/v2/conversations/{id}", operation_id = "get-conversation-by-id", tag = "conversations",
+    get, path = "/api/v2/conversations/{id}", operation_id = "get-conversation-by-id", tag = "conversations",
     params(("id" = String, Path, description = "The conversation's id")),
     responses((status = 200, body = Conversation), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
@@ -165,7 +165,7 @@ async fn change(
 
 /// Merge metadata into a conversation.
 #[utoipa::path(
-    patch, path = "/v2/conversations/{id}", operation_id = "patch-conversation-by-id", tag = "conversations",
+    patch, path = "/api/v2/conversations/{id}", operation_id = "patch-conversation-by-id", tag = "conversations",
     params(("id" = String, Path, description = "The conversation's id")),
     request_body = UpdateConversationRequest,
     responses(
@@ -208,7 +208,7 @@ pub struct Ended {
 
 /// End a conversation.
 #[utoipa::path(
-    post, path = "/v2/conversations/{id}/end", operation_id = "end-conversation", tag = "conversations",
+    post, path = "/api/v2/conversations/{id}/end", operation_id = "end-conversation", tag = "conversations",
     params(("id" = String, Path, description = "The conversation's id")),
     responses(
         (status = 200, body = Ended), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),

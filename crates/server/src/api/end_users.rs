@@ -47,7 +47,7 @@ fn sealed_changes(
 
 /// Create an end user, or return the one that already has this `external_id`.
 #[utoipa::path(
-    post, path = "/v2/end-users", operation_id = "create-end-user", tag = "end-users",
+    post, path = "/api/v2/end-users", operation_id = "create-end-user", tag = "end-users",
     request_body(content = CreateEndUserRequest, description = "Optional: an empty body creates a blank user."),
     responses(
         (status = 201, description = "Created", body = EndUser),
@@ -92,7 +92,7 @@ pub async fn create(
 
 /// Get one end user.
 #[utoipa::path(
-    get, path = "/v2/end-users/{end_user_id}", operation_id = "get-end-user-by-id", tag = "end-users",
+    get, path = "/api/v2/end-users/{end_user_id}", operation_id = "get-end-user-by-id", tag = "end-users",
     params(("end_user_id" = String, Path, description = "The user's id")),
     responses(
         (status = 200, body = EndUser),
@@ -112,7 +112,7 @@ pub async fn get(
 
 /// Update an end user with a JSON Merge Patch of its profile.
 #[utoipa::path(
-    patch, path = "/v2/end-users/{end_user_id}", operation_id = "patch-end-user-by-id", tag = "end-users",
+    patch, path = "/api/v2/end-users/{end_user_id}", operation_id = "patch-end-user-by-id", tag = "end-users",
     params(("end_user_id" = String, Path, description = "The user's id")),
     request_body(content = UpdateEndUserRequest),
     responses(
@@ -164,7 +164,7 @@ pub async fn update(
 
 /// Delete an end user (an extension to Ada's API).
 #[utoipa::path(
-    delete, path = "/v2/end-users/{end_user_id}", operation_id = "delete-end-user", tag = "end-users",
+    delete, path = "/api/v2/end-users/{end_user_id}", operation_id = "delete-end-user", tag = "end-users",
     params(("end_user_id" = String, Path, description = "The user's id")),
     responses(
         (status = 204, description = "Deleted"),
@@ -208,7 +208,7 @@ pub enum ListEndUsersResponse {
 
 /// List end users in creation order, or look one up by `external_id`.
 #[utoipa::path(
-    get, path = "/v2/end-users", operation_id = "get-end-users", tag = "end-users",
+    get, path = "/api/v2/end-users", operation_id = "get-end-users", tag = "end-users",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of users, or with external_id the one user", body = ListEndUsersResponse),

@@ -92,8 +92,10 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(conversations::create))
         .routes(routes!(conversations::get, conversations::update))
         .routes(routes!(conversations::end));
+    // The paths carry their `/api` prefix themselves rather than through
+    // `nest`, which would strip and rebuild every request's URI.
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api", api)
+        .merge(api)
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }

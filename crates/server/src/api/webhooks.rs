@@ -121,7 +121,7 @@ async fn find(state: &AppState, caller: Caller, id: &str) -> Result<WebhookEndpo
 
 /// Subscribe an endpoint to events.
 #[utoipa::path(
-    post, path = "/v2/webhooks", operation_id = "create-webhook", tag = "webhooks",
+    post, path = "/api/v2/webhooks", operation_id = "create-webhook", tag = "webhooks",
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, body = Webhook),
@@ -162,7 +162,7 @@ pub async fn create(
 
 /// List the agent's webhook endpoints.
 #[utoipa::path(
-    get, path = "/v2/webhooks", operation_id = "list-webhooks", tag = "webhooks", params(PageQuery),
+    get, path = "/api/v2/webhooks", operation_id = "list-webhooks", tag = "webhooks", params(PageQuery),
     responses((status = 200, body = Page<Webhook>), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
 )]
@@ -190,7 +190,7 @@ pub async fn list(
 
 /// Get one webhook endpoint.
 #[utoipa::path(
-    get, path = "/v2/webhooks/{id}", operation_id = "get-webhook", tag = "webhooks",
+    get, path = "/api/v2/webhooks/{id}", operation_id = "get-webhook", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     responses((status = 200, body = Webhook), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
@@ -205,7 +205,7 @@ pub async fn get(
 
 /// Change a webhook endpoint; only the fields given change.
 #[utoipa::path(
-    patch, path = "/v2/webhooks/{id}", operation_id = "update-webhook", tag = "webhooks",
+    patch, path = "/api/v2/webhooks/{id}", operation_id = "update-webhook", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     request_body = UpdateWebhookRequest,
     responses(
@@ -262,7 +262,7 @@ pub async fn update(
 
 /// Delete a webhook endpoint and its queue.
 #[utoipa::path(
-    delete, path = "/v2/webhooks/{id}", operation_id = "delete-webhook", tag = "webhooks",
+    delete, path = "/api/v2/webhooks/{id}", operation_id = "delete-webhook", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
@@ -288,7 +288,7 @@ pub struct WebhookSecret {
 
 /// Get the endpoint's signing secret.
 #[utoipa::path(
-    get, path = "/v2/webhooks/{id}/secret", operation_id = "get-webhook-secret", tag = "webhooks",
+    get, path = "/api/v2/webhooks/{id}/secret", operation_id = "get-webhook-secret", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     responses((status = 200, body = WebhookSecret), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
@@ -318,7 +318,7 @@ pub struct Empty {}
 /// Rotate the signing secret. For 24 hours deliveries carry signatures by
 /// both the new and the old secret.
 #[utoipa::path(
-    post, path = "/v2/webhooks/{id}/secret/rotate", operation_id = "rotate-webhook-secret", tag = "webhooks",
+    post, path = "/api/v2/webhooks/{id}/secret/rotate", operation_id = "rotate-webhook-secret", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     request_body = RotateSecretRequest,
     responses(
@@ -368,7 +368,7 @@ pub struct EventTypeList {
 
 /// The event types an endpoint can subscribe to.
 #[utoipa::path(
-    get, path = "/v2/webhooks/event-types", operation_id = "list-webhook-event-types", tag = "webhooks",
+    get, path = "/api/v2/webhooks/event-types", operation_id = "list-webhook-event-types", tag = "webhooks",
     responses((status = 200, body = EventTypeList), (status = 401, body = ErrorEnvelope)),
     security(("bearerAuth" = []))
 )]
@@ -418,7 +418,7 @@ impl From<Attempt> for AttemptInfo {
 
 /// The endpoint's delivery attempts, newest first (an extension).
 #[utoipa::path(
-    get, path = "/v2/webhooks/{id}/attempts", operation_id = "list-webhook-attempts", tag = "webhooks",
+    get, path = "/api/v2/webhooks/{id}/attempts", operation_id = "list-webhook-attempts", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id"), PageQuery),
     responses(
         (status = 200, body = Page<AttemptInfo>), (status = 400, body = ErrorEnvelope),
@@ -464,7 +464,7 @@ pub struct Recovered {
 
 /// Send again every message that failed for good since a time (an extension).
 #[utoipa::path(
-    post, path = "/v2/webhooks/{id}/recover", operation_id = "recover-webhook-messages", tag = "webhooks",
+    post, path = "/api/v2/webhooks/{id}/recover", operation_id = "recover-webhook-messages", tag = "webhooks",
     params(("id" = String, Path, description = "The webhook's id")),
     request_body = RecoverRequest,
     responses(
