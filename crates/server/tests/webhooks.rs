@@ -925,6 +925,45 @@ async fn a_success_clears_failing_since() {
 // 8. Isolation
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlogged_endpoints_take_turns_when_the_dispatcher_is_full() {
+    const USERS_MADE: usize = 8;
+    let receiver = Receiver::start().await;
+    // One delivery in flight in all: every claim has room for one, so
+    // which endpoint a claim visits first decides who is served.
+    let app = spawn(WebhookSettings {
+        concurrency: 1,
+        ..settings(&[0])
+    })
+    .await;
+    let paths = ["/ok/first", "/ok/second"];
+    for path in paths {
+        // Each endpoint's first answer is slow, so both build a backlog.
+        receiver.script(path, [Reply::Hang(ms(300))]);
+        endpoint(&app, &receiver.url(path)).await;
+    }
+    for _ in 0..USERS_MADE {
+        app.create_user(&json!({})).await;
+    }
+    let all_arrived = receiver
+        .wait_for(Duration::from_secs(10), |got| got.len() >= 2 * USERS_MADE)
+        .await;
+    let order: Vec<String> = receiver.all().iter().map(|r| r.path.clone()).collect();
+    assert!(
+        all_arrived,
+        "only {} deliveries arrived: {order:?}",
+        order.len()
+    );
+    // Served in turns: while the other endpoint still waits, neither gets
+    // a third delivery in a row (the last run is whoever finishes last).
+    let runs: Vec<usize> = order.chunk_by(|a, b| a == b).map(<[String]>::len).collect();
+    let longest_run = runs[..runs.len() - 1].iter().copied().max().unwrap_or(0);
+    assert!(
+        longest_run <= 2,
+        "deliveries arrived in this order: {order:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
     const USERS_MADE: usize = 200;
     let healthy = Receiver::start().await;

@@ -162,7 +162,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the endpoint with its pending deliveries and attempt log.
     async fn delete_webhook(&self, agent: AgentId, id: &str) -> Result<bool, StoreError>;
     /// Leases due deliveries of enabled endpoints until `lease_until`,
-    /// oldest due first within each endpoint, within the `claim`'s room.
+    /// oldest due first within each endpoint, within the `claim`'s room;
+    /// endpoints take turns from the one after `claim.after`.
     async fn claim_deliveries(
         &self,
         now: Timestamp,

@@ -113,6 +113,11 @@ pub struct Claim {
     pub default_slots: usize,
     /// Free slots of endpoints with deliveries in flight.
     pub free_slots: std::collections::HashMap<String, usize>,
+    /// The endpoint the previous claim served last: endpoints are visited
+    /// in id order starting after it, wrapping around, so that when the
+    /// room runs out, the endpoints passed over get the next turn instead
+    /// of the same first few every time.
+    pub after: Option<String>,
 }
 
 #[cfg(test)]

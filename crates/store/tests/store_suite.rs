@@ -527,6 +527,7 @@ fn room(limit: usize, busy: &[&str]) -> Claim {
         limit,
         default_slots: limit,
         free_slots: busy.iter().map(|b| ((*b).to_owned(), 0)).collect(),
+        after: None,
     }
 }
 
@@ -721,6 +722,60 @@ async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
+    let a = f.default_agent().await;
+    for id in ["ep_a", "ep_b", "ep_c"] {
+        f.store.create_webhook(endpoint(a, id, &[])).await.unwrap();
+    }
+    // Three events, each a delivery to every endpoint.
+    for n in 0..3 {
+        let events = vec![event(&format!("msg_{n}"), EventType::EndUserCreated, NOW)];
+        f.store
+            .create_end_user(f.user(a, json!({})), Vec::new(), events)
+            .await
+            .unwrap();
+    }
+    let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
+    // Room for two at a time; every delivery is answered at once, so each
+    // claim finds every endpoint with free slots again.
+    let mut after = None;
+    let mut turns = Vec::new();
+    for _ in 0..3 {
+        let claim = Claim {
+            after: after.clone(),
+            ..room(2, &[])
+        };
+        let claimed = f.store.claim_deliveries(NOW, lease, claim).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        after = claimed.last().map(|d| d.endpoint_id.clone());
+        turns.push(
+            claimed
+                .iter()
+                .map(|d| d.endpoint_id.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        let done = claimed
+            .iter()
+            .map(|d| record(d, NextStep::Delivered, NOW))
+            .collect();
+        f.store.record_attempts(done, NOW).await.unwrap();
+    }
+    assert_eq!(
+        turns,
+        ["ep_a,ep_a", "ep_b,ep_b", "ep_c,ep_c"],
+        "each endpoint gets a turn before any gets a second"
+    );
+    // The next claim wraps around to the first endpoint.
+    let claim = Claim {
+        after,
+        ..room(3, &[])
+    };
+    let claimed = f.store.claim_deliveries(NOW, lease, claim).await.unwrap();
+    let order: Vec<&str> = claimed.iter().map(|d| d.endpoint_id.as_str()).collect();
+    assert_eq!(order, ["ep_a", "ep_b", "ep_c"]);
 }
 
 async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixture) {
@@ -951,6 +1006,7 @@ suite!(sqlite:
     resealing_replaces_only_values_not_rewritten_meanwhile,
     events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction,
     attempts_move_deliveries_and_track_the_failing_streak,
+    backlogged_endpoints_take_turns_when_room_runs_out,
     a_week_of_failures_disables_the_endpoint_and_recover_requeues,
     gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue,
     old_history_is_pruned_but_pending_deliveries_are_kept,

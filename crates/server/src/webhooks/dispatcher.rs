@@ -32,6 +32,8 @@ const RECORD_BATCH: usize = 2048;
 struct InFlight {
     per_endpoint: HashMap<String, usize>,
     total: usize,
+    /// The endpoint the last claim served last, where the next one resumes.
+    served_last: Option<String>,
 }
 
 impl InFlight {
@@ -52,6 +54,7 @@ impl InFlight {
                     )
                 })
                 .collect(),
+            after: self.served_last.clone(),
         }
     }
 
@@ -109,6 +112,9 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             {
                 Ok(deliveries) => {
                     took = deliveries.len();
+                    if let Some(last) = deliveries.last() {
+                        lock(&in_flight).served_last = Some(last.endpoint_id.clone());
+                    }
                     for delivery in deliveries {
                         lock(&in_flight).start(&delivery.endpoint_id);
                         let task = Attempt {

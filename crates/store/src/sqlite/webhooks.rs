@@ -204,7 +204,7 @@ pub(super) fn claim_deliveries(
     let endpoints: Vec<(i64, String, String, String, Option<String>)> = conn
         .prepare_cached(
             "SELECT agent_id, id, url, secret, CASE WHEN previous_secret_until > ?1 THEN previous_secret END
-             FROM webhook_endpoints WHERE enabled = 1 ORDER BY updated_at",
+             FROM webhook_endpoints WHERE enabled = 1 ORDER BY id",
         )?
         .query_map([now.as_micros()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))?
         .collect::<Result<_, _>>()?;
@@ -217,12 +217,17 @@ pub(super) fn claim_deliveries(
     let mut lease = conn.prepare_cached(
         "UPDATE webhook_deliveries SET leased_until = ?3 WHERE endpoint_id = ?1 AND message_id = ?2",
     )?;
+    // Round robin: start after the endpoint the previous claim ended on.
+    let first = claim.after.as_deref().map_or(0, |after| {
+        endpoints.partition_point(|(_, id, ..)| id.as_str() <= after)
+    });
+    let (passed, turn) = endpoints.split_at(first);
     let mut claimed = Vec::new();
-    for (agent_id, endpoint_id, url, secret, previous_secret) in endpoints {
+    for (agent_id, endpoint_id, url, secret, previous_secret) in turn.iter().chain(passed) {
         let room = claim.limit.saturating_sub(claimed.len());
         let slots = claim
             .free_slots
-            .get(&endpoint_id)
+            .get(endpoint_id.as_str())
             .copied()
             .unwrap_or(claim.default_slots)
             .min(room);
@@ -250,7 +255,7 @@ pub(super) fn claim_deliveries(
         for (message_id, event_type, payload, attempts, created_at) in rows {
             lease.execute(params![endpoint_id, message_id, lease_until.as_micros()])?;
             claimed.push(Delivery {
-                agent_id: AgentId(agent_id),
+                agent_id: AgentId(*agent_id),
                 endpoint_id: endpoint_id.clone(),
                 message_id,
                 event_type,
