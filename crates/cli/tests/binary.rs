@@ -122,6 +122,40 @@ fn agents_are_created_once() {
 }
 
 #[test]
+fn a_request_still_in_flight_when_the_grace_runs_out_does_not_hold_up_the_exit() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path());
+    let grace = Duration::from_millis(500);
+    let server = Server::start_with_env(dir.path(), &[("ENDUSERS_SHUTDOWN_GRACE", "500ms")]);
+    // A request whose body never finishes arriving stays in flight.
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stalled,
+        "POST /api/v2/end-users HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"profile\":"
+    )
+    .unwrap();
+    stalled.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let (status, log) = server.wait(Duration::from_secs(20));
+    let took = signalled.elapsed();
+    assert!(status.success(), "a clean exit: {status:?}\n{log}");
+    assert!(
+        took >= grace && took < grace + Duration::from_secs(5),
+        "exited {took:?} after the signal with a {grace:?} grace\n{log}"
+    );
+    assert!(log.contains("shutdown grace ran out"), "{log}");
+    // Upkeep and the dispatcher were stopped and the store closed after it.
+    assert!(log.contains("stopped"), "{log}");
+    drop(stalled);
+}
+
+#[test]
 fn sigterm_finishes_in_flight_requests_and_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path());
