@@ -104,8 +104,10 @@ impl Timestamp {
                 if ob.len() != 6 || !matches!(ob[0], b'+' | b'-') || ob[3] != b':' {
                     return None;
                 }
-                let hours: i64 = rest.get(1..3)?.parse().ok()?;
-                let minutes: i64 = rest.get(4..6)?.parse().ok()?;
+                // Digits only, as for every other field: `str::parse` would
+                // also take a sign (`++1:00`, `+-1:00`).
+                let at = raw.len() - rest.len();
+                let (hours, minutes) = (num(at + 1..at + 3)?, num(at + 4..at + 6)?);
                 if hours > 23 || minutes > 59 {
                     return None;
                 }
@@ -317,6 +319,11 @@ mod tests {
             "2026-02-30T00:00:00Z",
             "2026-01-01",
             "2026-01-01T00:00:00",
+            "2026-01-01T00:00:00++1:00",
+            "2026-01-01T00:00:00+-1:00",
+            "2026-01-01T00:00:00-+1:00",
+            "2026-01-01T00:00:00+01:+1",
+            "2026-01-01T00:00:00+24:00",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
         }
