@@ -8,6 +8,7 @@
 //! cargo run --release -p endusers-bench -- all --smoke    # 500 users, 1 s, 8 connections
 //! ```
 
+mod calibrate;
 mod ceiling;
 mod chart;
 mod load;

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::calibrate::Calibration;
 use crate::load::Outcome;
 use crate::server::Rss;
 use crate::webhooks::Delivery;
@@ -142,6 +143,8 @@ pub struct Machine {
     pub dirty: bool,
     /// /proc/loadavg when the run started: other work on the machine.
     pub load_average: String,
+    /// The machine's own speed, to tell machines apart.
+    pub calibration: Calibration,
 }
 
 impl Machine {
@@ -155,7 +158,7 @@ impl Machine {
             .join(" ")
     }
 
-    pub fn collect(root: &Path, load_average: String) -> Self {
+    pub fn collect(root: &Path, load_average: String, calibration: Calibration) -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
@@ -183,6 +186,7 @@ impl Machine {
             dirty: command_output(Path::new("git"), &["status", "--porcelain"], root)
                 .is_some_and(|status| !status.is_empty()),
             load_average,
+            calibration,
         }
     }
 
@@ -196,6 +200,8 @@ impl Machine {
             "commit": self.commit,
             "uncommitted_changes": self.dirty,
             "load_average_at_start": self.load_average,
+            "sha256_mb_per_s_one_thread": self.calibration.sha256_mb_per_s.round(),
+            "random_load_ns_in_64_mib": self.calibration.memory_latency_ns.round(),
         })
     }
 }
@@ -371,7 +377,9 @@ impl Run {
         let _ = writeln!(
             md,
             "Machine: {} CPUs ({}), {:.1} GiB RAM, Linux {}, {}; commit {}{}; \
-             load average {} when the run started.\n",
+             load average {} when the run started. Its own speed: SHA-256 at {:.0} MB/s \
+             on one thread, {:.0} ns per random load in 64 MiB (figures of other machines \
+             compare only after these).\n",
             m.cpus,
             m.cpu_model,
             m.memory_kib as f64 / 1024.0 / 1024.0,
@@ -384,6 +392,8 @@ impl Run {
                 ""
             },
             m.load_average,
+            m.calibration.sha256_mb_per_s,
+            m.calibration.memory_latency_ns,
         );
         let _ = writeln!(
             md,

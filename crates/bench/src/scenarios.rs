@@ -10,6 +10,7 @@ use hyper::{Method, StatusCode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::calibrate;
 use crate::load::{self, Call, Target, Until, Workload};
 use crate::report::{self, Row, Run, WebhookRow};
 use crate::server::{self, Process, RssSampler};
@@ -223,6 +224,12 @@ pub async fn run_all(params: Params) -> Result<()> {
         None => server::build_server(&root)?,
     };
     let build = started.elapsed();
+    // Measured while nothing else of the bench runs.
+    let calibration = calibrate::measure();
+    eprintln!(
+        "bench: this machine: SHA-256 {:.0} MB/s on one thread, {:.0} ns per random load in 64 MiB",
+        calibration.sha256_mb_per_s, calibration.memory_latency_ns
+    );
     let dir = tempfile::Builder::new()
         .prefix("endusers-bench-")
         .tempdir()?;
@@ -485,7 +492,7 @@ pub async fn run_all(params: Params) -> Result<()> {
         params,
         started_at,
         backend,
-        machine: report::Machine::collect(&root, load_average),
+        machine: report::Machine::collect(&root, load_average, calibration),
         load: load_row,
         ceiling,
         rows,
