@@ -1156,3 +1156,40 @@ async fn sqlite_damaged_rows_are_errors_not_defaults() {
     assert_eq!(left, 0);
     store.close().await;
 }
+
+/// The writer never checkpoints; a thread of its own copies the log back
+/// into the database file within a fraction of a second, with no commit
+/// needed to set it off.
+#[tokio::test]
+async fn sqlite_the_log_is_copied_back_into_the_database_file_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, agent) = sqlite_store(&dir, "checkpoints.db").await;
+    let file = dir.path().join("checkpoints.db");
+    // Let any checkpoint of the migrations finish first.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = std::fs::metadata(&file).unwrap().len();
+    let fixture = Fixture {
+        store,
+        ids: IdGenerator::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    // A few hundred pages of users: far below the 1,000 pages at which
+    // SQLite's own automatic checkpoint would run.
+    for n in 0..400 {
+        let name = format!("user {n} {}", "x".repeat(200));
+        fixture
+            .create(agent, json!({"profile": {"first_name": name}}))
+            .await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut after = before;
+    while after <= before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        after = std::fs::metadata(&file).unwrap().len();
+    }
+    assert!(
+        after > before,
+        "the database file stayed at {before} bytes: the log was not copied back"
+    );
+    fixture.store.close().await;
+}

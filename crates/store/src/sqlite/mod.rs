@@ -5,6 +5,7 @@
 //! (see [`writer`]); a few reader threads own read-only connections, which
 //! WAL lets run beside the writer.
 
+mod checkpointer;
 mod conversations;
 mod end_users;
 mod inline;
@@ -70,6 +71,7 @@ pub struct SqliteStore {
     reader_count: usize,
     inline: inline::InlineReaders,
     key_cache: key_cache::KeyCache,
+    checkpoints: checkpointer::Stop,
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -118,10 +120,14 @@ impl SqliteStore {
         }
         migrations::run(&mut conn)?;
         keys::ensure_an_agent(&conn, now)?;
+        // The checkpointer thread copies the log back (see [`checkpointer`]).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
 
         let (writes, write_queue) = flume::unbounded();
         let (reads, read_queue) = flume::unbounded::<ReadMessage>();
         let mut threads = Vec::new();
+        let (checkpoints_thread, checkpoints) = checkpointer::spawn(path)?;
+        threads.push(checkpoints_thread);
         threads.push(spawn("endusers-sqlite-writer", move || {
             writer::run(conn, write_queue)
         })?);
@@ -142,6 +148,7 @@ impl SqliteStore {
             reader_count,
             inline: inline::InlineReaders::new(path),
             key_cache: key_cache::KeyCache::new(path)?,
+            checkpoints,
         })
     }
 
@@ -530,6 +537,7 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.inline.close();
         let _ = self.writes.send(Message::Stop);
+        let _ = self.checkpoints.try_send(());
         for _ in 0..self.reader_count {
             let _ = self.reads.send(ReadMessage::Stop);
         }
