@@ -1158,7 +1158,7 @@ async fn sqlite_damaged_rows_are_errors_not_defaults() {
 }
 
 /// The writer never checkpoints; a thread of its own copies the log back
-/// into the database file within a fraction of a second, with no commit
+/// into the database file within about a second, with no commit
 /// needed to set it off.
 #[tokio::test]
 async fn sqlite_the_log_is_copied_back_into_the_database_file_in_the_background() {
