@@ -58,9 +58,19 @@ impl InFlight {
         }
     }
 
-    fn start(&mut self, endpoint: &str) {
-        *self.per_endpoint.entry(endpoint.to_owned()).or_default() += 1;
-        self.total += 1;
+    /// Counts a claim's deliveries in flight (under one lock, not one per
+    /// delivery) and remembers where the next claim resumes.
+    fn start(&mut self, claimed: &[Delivery]) {
+        for delivery in claimed {
+            *self
+                .per_endpoint
+                .entry(delivery.endpoint_id.clone())
+                .or_default() += 1;
+        }
+        self.total += claimed.len();
+        if let Some(last) = claimed.last() {
+            self.served_last = Some(last.endpoint_id.clone());
+        }
     }
 
     fn finish(&mut self, endpoint: &str) {
@@ -112,11 +122,8 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             {
                 Ok(deliveries) => {
                     took = deliveries.len();
-                    if let Some(last) = deliveries.last() {
-                        lock(&in_flight).served_last = Some(last.endpoint_id.clone());
-                    }
+                    lock(&in_flight).start(&deliveries);
                     for delivery in deliveries {
-                        lock(&in_flight).start(&delivery.endpoint_id);
                         let task = Attempt {
                             state: state.clone(),
                             client: client.clone(),
