@@ -588,18 +588,21 @@ fn agents_set_limits_applies_to_a_running_server_without_restart() {
         })
     };
     assert!(statuses(5).iter().all(|(s, _)| *s == 200));
-    let out = endusers(
-        dir.path(),
-        &[
-            "--database-url",
-            &url,
-            "agents",
-            "set-limits",
-            "default",
-            "--global",
-            "2/s",
-        ],
-    );
+    let set_global = |limit: &str| {
+        endusers(
+            dir.path(),
+            &[
+                "--database-url",
+                &url,
+                "agents",
+                "set-limits",
+                "default",
+                "--global",
+                limit,
+            ],
+        )
+    };
+    let out = set_global("2/s");
     assert!(
         out.status.success(),
         "{}",
@@ -615,33 +618,8 @@ fn agents_set_limits_applies_to_a_running_server_without_restart() {
         [200, 200, 429, 429]
     );
     assert_eq!(after[0].1.as_ref().unwrap(), "\"per-second\";q=2;w=1");
-    let bad = endusers(
-        dir.path(),
-        &[
-            "--database-url",
-            &url,
-            "agents",
-            "set-limits",
-            "default",
-            "--global",
-            "2/week",
-        ],
-    );
-    assert_eq!(bad.status.code(), Some(1));
-    let reset = || {
-        endusers(
-            dir.path(),
-            &[
-                "--database-url",
-                &url,
-                "agents",
-                "set-limits",
-                "default",
-                "--global",
-                "default",
-            ],
-        )
-    };
+    assert_eq!(set_global("2/week").status.code(), Some(1));
+    let reset = || set_global("default");
     assert!(reset().status.success());
     // The same limits again change nothing, so no server drops its keys.
     let marker = dir.path().join("data/endusers.db.keys-changed");

@@ -1051,6 +1051,16 @@ async fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> (Arc<dyn Store>, S
     (store, url, agent)
 }
 
+/// When the key was revoked, as `store` sees it now (the key must exist).
+async fn revoked_at(store: &dyn Store, key_id: &str) -> Option<Timestamp> {
+    store
+        .find_api_key(key_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+}
+
 fn api_key(key_id: &str, agent: AgentId) -> endusers_store::NewApiKey {
     endusers_store::NewApiKey {
         key_id: key_id.to_owned(),
@@ -1090,10 +1100,7 @@ async fn sqlite_key_changes_by_another_store_are_seen_at_once() {
     assert_eq!(found.agent_limits, limits);
 
     assert!(admin.revoke_api_key("k2", NOW).await.unwrap());
-    assert_eq!(
-        server.find_api_key("k2").await.unwrap().unwrap().revoked_at,
-        Some(NOW)
-    );
+    assert_eq!(revoked_at(&*server, "k2").await, Some(NOW));
     server.close().await;
     admin.close().await;
 }
@@ -1105,19 +1112,13 @@ async fn sqlite_a_deleted_key_marker_is_followed_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let (server, url, agent) = sqlite_store(&dir, "marker.db").await;
     server.insert_api_key(api_key("k3", agent)).await.unwrap();
-    assert_eq!(
-        server.find_api_key("k3").await.unwrap().unwrap().revoked_at,
-        None
-    );
+    assert_eq!(revoked_at(&*server, "k3").await, None);
 
     std::fs::remove_file(dir.path().join("marker.db.keys-changed")).unwrap();
     let admin = endusers_store::open(&url, NOW).await.unwrap();
     assert!(admin.revoke_api_key("k3", NOW).await.unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    assert_eq!(
-        server.find_api_key("k3").await.unwrap().unwrap().revoked_at,
-        Some(NOW)
-    );
+    assert_eq!(revoked_at(&*server, "k3").await, Some(NOW));
     server.close().await;
     admin.close().await;
 }
