@@ -105,7 +105,7 @@ async fn the_day_window_and_a_per_agent_override_without_restart() {
     let path = user_path(&app).await;
     let default = AgentHandle::default_handle();
     let tight = AgentLimits {
-        end_user: Some("5/s,8/d".to_owned()),
+        end_user: Some(RatePolicy::parse("5/s,8/d").unwrap()),
         global: None,
     };
     app.store.set_agent_limits(&default, tight).await.unwrap();

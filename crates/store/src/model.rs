@@ -1,4 +1,6 @@
-use endusers_core::{AgentHandle, AgentId, Change, EndUser, EndUserId, SensitiveKey, Timestamp};
+use endusers_core::{
+    AgentHandle, AgentId, Change, EndUser, EndUserId, RatePolicy, SensitiveKey, Timestamp,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {
@@ -7,11 +9,12 @@ pub struct Agent {
     pub created_at: Timestamp,
 }
 
-/// An agent's own rate limits, as policy text; `None` uses the default.
+/// An agent's own rate limits; `None` uses the default. Parsed when read
+/// from the database, not on every request that applies them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentLimits {
-    pub end_user: Option<String>,
-    pub global: Option<String>,
+    pub end_user: Option<RatePolicy>,
+    pub global: Option<RatePolicy>,
 }
 
 /// An API key as stored: only a hash of its secret part is kept.

@@ -1087,7 +1087,7 @@ async fn sqlite_key_changes_by_another_store_are_seen_at_once() {
     }
 
     let limits = endusers_store::AgentLimits {
-        end_user: Some("5/s".to_owned()),
+        end_user: Some(endusers_core::RatePolicy::parse("5/s").unwrap()),
         global: None,
     };
     assert!(
@@ -1155,6 +1155,25 @@ async fn sqlite_damaged_rows_are_errors_not_defaults() {
         .query_row("SELECT count(*) FROM end_users", [], |row| row.get(0))
         .unwrap();
     assert_eq!(left, 0);
+
+    // A rate-limit override that no longer parses: the agent's own limit is
+    // not silently replaced by the default.
+    store
+        .insert_api_key(api_key("k_damaged", agent))
+        .await
+        .unwrap();
+    raw.execute(
+        "UPDATE agents SET rate_limit_global = 'nonsense' WHERE id = ?1",
+        [agent.0],
+    )
+    .unwrap();
+    assert!(store.find_api_key("k_damaged").await.is_err());
+    assert!(
+        store
+            .agent_limits(&AgentHandle::default_handle())
+            .await
+            .is_err()
+    );
     store.close().await;
 }
 

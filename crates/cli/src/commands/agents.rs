@@ -25,16 +25,16 @@ pub enum AgentsCommand {
 }
 
 /// `default` clears an override; anything else must be a valid policy.
-fn override_text(
+fn override_policy(
     flag: &str,
     given: Option<String>,
-    current: Option<String>,
-) -> Result<Option<String>, String> {
+    current: Option<RatePolicy>,
+) -> Result<Option<RatePolicy>, String> {
     match given {
         None => Ok(current),
         Some(text) if text.eq_ignore_ascii_case("default") => Ok(None),
         Some(text) => RatePolicy::parse(&text)
-            .map(|policy| Some(policy.to_string()))
+            .map(Some)
             .map_err(|e| format!("--{flag}: {e}")),
     }
 }
@@ -82,8 +82,8 @@ async fn set_limits(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no agent has the handle {handle}"))?;
     let limits = AgentLimits {
-        end_user: override_text("end-user", end_user, current.end_user.clone())?,
-        global: override_text("global", global, current.global.clone())?,
+        end_user: override_policy("end-user", end_user, current.end_user.clone())?,
+        global: override_policy("global", global, current.global.clone())?,
     };
     // Nothing to change writes nothing, and so drops no server's key cache.
     if limits != current {
@@ -92,7 +92,8 @@ async fn set_limits(
             .await
             .map_err(|e| e.to_string())?;
     }
-    let shown = |o: &Option<String>| o.clone().unwrap_or_else(|| "default".to_owned());
+    let shown =
+        |o: &Option<RatePolicy>| o.as_ref().map_or("default".to_owned(), ToString::to_string);
     println!(
         "{handle}\tend_user={}\tglobal={}",
         shown(&limits.end_user),

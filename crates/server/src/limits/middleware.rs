@@ -2,7 +2,6 @@
 //! 429 or pass the request on with the agent attached, and put the
 //! rate-limit headers on the answer.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -22,20 +21,15 @@ const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 fn policy_for<'a>(
     state: &'a AppState,
     family: Family,
-    overrides: &endusers_store::AgentLimits,
-) -> Cow<'a, RatePolicy> {
+    overrides: &'a endusers_store::AgentLimits,
+) -> &'a RatePolicy {
     let settings = &state.config.rate_limits;
-    let (override_text, default) = match family {
-        Family::EndUser => (overrides.end_user.as_deref(), &settings.end_user),
-        Family::Global => (overrides.global.as_deref(), &settings.global),
+    let (agents_own, default) = match family {
+        Family::EndUser => (overrides.end_user.as_ref(), &settings.end_user),
+        Family::Global => (overrides.global.as_ref(), &settings.global),
         Family::FailedAuth => (None, &settings.failed_auth),
     };
-    // Overrides were checked when they were set; an unreadable one falls
-    // back to the default rather than failing requests.
-    match override_text.and_then(|text| RatePolicy::parse(text).ok()) {
-        Some(policy) => Cow::Owned(policy),
-        None => Cow::Borrowed(default),
-    }
+    agents_own.unwrap_or(default)
 }
 
 fn with_headers(mut response: Response, policy: &RatePolicy, decision: &Decision) -> Response {
@@ -108,13 +102,13 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     }
     let decision = state
         .limiter
-        .check(family, &key.agent().0.to_string(), &policy, now)
+        .check(family, &key.agent().0.to_string(), policy, now)
         .await;
     if !decision.allowed {
-        return refused(&policy, &decision);
+        return refused(policy, &decision);
     }
     request
         .extensions_mut()
         .insert(Caller { agent: key.agent() });
-    with_headers(next.run(request).await, &policy, &decision)
+    with_headers(next.run(request).await, policy, &decision)
 }

@@ -1,6 +1,6 @@
 //! Agents and API keys.
 
-use endusers_core::{AgentHandle, AgentId, Timestamp};
+use endusers_core::{AgentHandle, AgentId, RatePolicy, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{Agent, AgentLimits, ApiKeyRecord, NewApiKey, StoreError};
@@ -98,10 +98,23 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         secret_hash: hash.try_into().unwrap_or([0; 32]),
         created_at: Timestamp::from_micros(row.get(5)?),
         revoked_at: row.get::<_, Option<i64>>(6)?.map(Timestamp::from_micros),
-        agent_limits: AgentLimits {
-            end_user: row.get(7)?,
-            global: row.get(8)?,
-        },
+        agent_limits: limits_from_row(row, 7)?,
+    })
+}
+
+/// The two override columns from `first` on. They were checked when set,
+/// so one that does not parse is a damaged row.
+fn limits_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<AgentLimits> {
+    let policy = |column: usize| -> rusqlite::Result<Option<RatePolicy>> {
+        row.get::<_, Option<String>>(column)?
+            .map(|text| {
+                RatePolicy::parse(&text).map_err(|_| super::unreadable(column, "rate limit"))
+            })
+            .transpose()
+    };
+    Ok(AgentLimits {
+        end_user: policy(first)?,
+        global: policy(first + 1)?,
     })
 }
 
@@ -149,7 +162,11 @@ pub(super) fn set_agent_limits(
         .prepare_cached(
             "UPDATE agents SET rate_limit_end_user = ?2, rate_limit_global = ?3 WHERE handle = ?1",
         )?
-        .execute(params![handle.as_str(), limits.end_user, limits.global])?;
+        .execute(params![
+            handle.as_str(),
+            limits.end_user.as_ref().map(ToString::to_string),
+            limits.global.as_ref().map(ToString::to_string)
+        ])?;
     Ok(changed == 1)
 }
 
@@ -161,11 +178,6 @@ pub(super) fn agent_limits(
         .prepare_cached(
             "SELECT rate_limit_end_user, rate_limit_global FROM agents WHERE handle = ?1",
         )?
-        .query_row([handle.as_str()], |row| {
-            Ok(AgentLimits {
-                end_user: row.get(0)?,
-                global: row.get(1)?,
-            })
-        })
+        .query_row([handle.as_str()], |row| limits_from_row(row, 0))
         .optional()?)
 }
