@@ -1213,3 +1213,60 @@ async fn sqlite_the_log_is_copied_back_into_the_database_file_in_the_background(
     );
     fixture.store.close().await;
 }
+
+/// The checkpoint sequence number in a `-wal` file's header: SQLite adds
+/// one each time the log starts over from its beginning.
+fn log_restarts(wal: &std::path::Path) -> Option<u32> {
+    let bytes = std::fs::read(wal).ok()?;
+    Some(u32::from_be_bytes(bytes.get(12..16)?.try_into().ok()?))
+}
+
+/// Under a stream of writes that never pauses (and readers that never
+/// stop), the log still starts over every second or so instead of growing
+/// without end: the writer finishes what the background checkpoint could
+/// not copy while commits kept coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_log_starts_over_under_writes_that_never_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, agent) = sqlite_store(&dir, "steady.db").await;
+    let wal = dir.path().join("steady.db-wal");
+    let fixture = Arc::new(Fixture {
+        store,
+        ids: IdGenerator::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    });
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (fixture, running) = (Arc::clone(&fixture), Arc::clone(&running));
+        tasks.push(tokio::spawn(async move {
+            let mut last = None;
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = "x".repeat(200);
+                let user = fixture
+                    .create(agent, json!({"profile": {"first_name": name}}))
+                    .await;
+                if let Some(id) = last {
+                    fixture.store.get_end_user(agent, id).await.unwrap();
+                }
+                last = Some(user.end_user_id);
+            }
+        }));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(4500);
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        seen.extend(log_restarts(&wal));
+    }
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(
+        seen.len() >= 3,
+        "the log started over {} times in 4.5 s of steady writes (sequence numbers seen: {seen:?})",
+        seen.len().saturating_sub(1)
+    );
+    fixture.store.close().await;
+}

@@ -1,19 +1,30 @@
-//! Checkpoints on a thread of their own.
+//! Checkpoints on a thread of their own, finished by the writer.
 //!
 //! In WAL mode a commit appends pages to the log, and a checkpoint copies
 //! them back into the database file and syncs it. SQLite's automatic
 //! checkpoint runs inside the commit that takes the log past 1,000 pages:
 //! that commit, and every write queued behind it, waits for the random page
 //! writes and the sync of the database file. So the writer's connection
-//! never checkpoints (`wal_autocheckpoint = 0`); this thread does, once a
-//! second, on its own connection. A PASSIVE checkpoint takes no lock
-//! a writer waits for, so commits go on meanwhile, and a page written many
-//! times between two checkpoints is copied once.
+//! never checkpoints on its own (`wal_autocheckpoint = 0`); this thread
+//! does, once a second, on its own connection. A PASSIVE checkpoint takes
+//! no lock a writer waits for, so commits go on meanwhile, and a page
+//! written many times between two checkpoints is copied once.
 //!
-//! Once a checkpoint has copied the whole log, the writer's next commit
-//! starts the log over from its beginning, so the `-wal` file stops growing.
+//! The log only starts over from its beginning once a checkpoint has copied
+//! all of it and no reader still reads from it. Under a steady stream of
+//! writes this thread never gets there: the writer appends while it copies.
+//! Left at that, the `-wal` file grows without end (measured: 950 MB within
+//! a minute of webhook load), every page lands in newly allocated file
+//! blocks, and readers search an ever larger log index. So after each pass
+//! this thread hands over to the writer, which finishes the job between two
+//! of its transactions ([`Handoff::finish`]): with nothing appended
+//! meanwhile, it only has the pages committed since this thread's pass to
+//! copy, waits a moment for readers of the old log to finish, and starts
+//! the log over.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,17 +38,61 @@ use crate::StoreError;
 /// once per checkpoint) and gave higher write rates with lower tails.
 pub(super) const INTERVAL: Duration = Duration::from_millis(1000);
 
+/// A log that grew past this during a burst is cut back to it when it
+/// starts over, so the file's size stays bounded.
+pub(super) const LOG_SIZE_LIMIT: i64 = 128 * 1024 * 1024;
+
 /// Stops the thread when dropped or sent to.
 pub(super) type Stop = flume::Sender<()>;
 
-pub(super) fn spawn(path: &Path) -> Result<(JoinHandle<()>, Stop), StoreError> {
+/// The checkpointer's request to the writer to finish a pass.
+#[derive(Debug, Default)]
+pub(super) struct Handoff {
+    unfinished: AtomicBool,
+}
+
+impl Handoff {
+    /// Run by the writer between transactions, after a background pass:
+    /// copies what that pass could not and starts the log over. No other
+    /// connection writes, so the copy reaches the end of the log; a reader
+    /// that holds an older snapshot longer than [`READERS_WAIT`] only puts
+    /// the start-over off until the next pass.
+    pub(super) fn finish(&self, writer: &Connection) {
+        if self.unfinished.swap(false, Ordering::Relaxed)
+            && let Err(err) = restart(writer)
+        {
+            tracing::warn!(error = %err, "finishing a checkpoint failed; the next one retries");
+        }
+    }
+}
+
+/// How long the writer waits for readers of the old log before it gives up
+/// until the next pass: long enough for any bounded read, short enough that
+/// writes queued meanwhile hardly notice.
+const READERS_WAIT: Duration = Duration::from_millis(20);
+
+/// Copies the rest of the log and starts it over (RESTART), waiting at most
+/// [`READERS_WAIT`] for readers still on the old log. Run on the writer's
+/// connection, between transactions.
+fn restart(writer: &Connection) -> rusqlite::Result<()> {
+    writer.busy_timeout(READERS_WAIT)?;
+    let outcome = writer.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+    writer.busy_timeout(super::BUSY_TIMEOUT)?;
+    outcome
+}
+
+pub(super) fn spawn(
+    path: &Path,
+    handoff: Arc<Handoff>,
+) -> Result<(JoinHandle<()>, Stop), StoreError> {
     let conn = super::open_connection(path, false)?;
     let (stop, stopped) = flume::bounded::<()>(1);
     let thread = super::spawn("endusers-sqlite-checkpointer", move || {
         // Ends when told to or when the store (holding the sender) is gone.
         while let Err(flume::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
-            if let Err(err) = checkpoint(&conn) {
-                tracing::warn!(error = %err, "checkpoint failed; retrying shortly");
+            match checkpoint(&conn) {
+                Ok(()) => handoff.unfinished.store(true, Ordering::Relaxed),
+                Err(err) => tracing::warn!(error = %err, "checkpoint failed; retrying shortly"),
             }
         }
         // One last copy, so a clean shutdown leaves little in the log.

@@ -74,6 +74,9 @@ pub struct SqliteStore {
     checkpoints: checkpointer::Stop,
 }
 
+/// How long a connection waits for a lock another holds.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -83,7 +86,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // FULL: the WAL is synced at every commit, so a commit that returned
     // survives power loss. NORMAL would only survive a process crash.
@@ -122,14 +125,16 @@ impl SqliteStore {
         keys::ensure_an_agent(&conn, now)?;
         // The checkpointer thread copies the log back (see [`checkpointer`]).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", checkpointer::LOG_SIZE_LIMIT)?;
 
         let (writes, write_queue) = flume::unbounded();
         let (reads, read_queue) = flume::unbounded::<ReadMessage>();
         let mut threads = Vec::new();
-        let (checkpoints_thread, checkpoints) = checkpointer::spawn(path)?;
+        let handoff = Arc::new(checkpointer::Handoff::default());
+        let (checkpoints_thread, checkpoints) = checkpointer::spawn(path, Arc::clone(&handoff))?;
         threads.push(checkpoints_thread);
         threads.push(spawn("endusers-sqlite-writer", move || {
-            writer::run(conn, write_queue)
+            writer::run(conn, write_queue, &handoff)
         })?);
         let reader_count = options.readers.max(1);
         for n in 0..reader_count {

@@ -12,6 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::checkpointer::Handoff;
 use crate::StoreError;
 
 /// How many queued writes one transaction takes at most.
@@ -76,7 +77,7 @@ where
     }
 }
 
-pub(crate) fn run(mut conn: Connection, queue: flume::Receiver<Message>) {
+pub(crate) fn run(mut conn: Connection, queue: flume::Receiver<Message>, checkpoints: &Handoff) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
@@ -98,6 +99,8 @@ pub(crate) fn run(mut conn: Connection, queue: flume::Receiver<Message>) {
         for job in batch.drain(..) {
             job.finish(commit.as_ref().map(|_| ()));
         }
+        // Between transactions, after the callers have their answers.
+        checkpoints.finish(&conn);
     }
     // Writes queued behind the stop signal are refused, not dropped silently.
     while let Ok(message) = queue.try_recv() {
