@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_webhook_history.sql"),
     include_str!("migrations/0005_conversations.sql"),
     include_str!("migrations/0006_agent_limits.sql"),
+    include_str!("migrations/0007_pending_deliveries_index.sql"),
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
