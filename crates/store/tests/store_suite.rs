@@ -195,6 +195,54 @@ async fn update_conflicts_on_a_taken_external_id_and_changes_nothing(f: Fixture)
     );
 }
 
+async fn lookup(f: &Fixture, agent: AgentId, external_id: &str) -> Option<EndUser> {
+    let external_id = ExternalId::parse(external_id).unwrap();
+    f.store
+        .find_end_user_by_external_id(agent, &external_id)
+        .await
+        .unwrap()
+}
+
+async fn updates_keep_or_move_the_external_id_lookup(f: Fixture) {
+    let a = f.default_agent().await;
+    let user = f.create(a, json!({"external_id": "crm-7"})).await;
+    let update = |body: Value| {
+        f.store
+            .update_end_user(a, user.end_user_id, patch(body), Vec::new())
+    };
+    // A change that leaves the external id alone: the lookup finds the
+    // changed user.
+    let changed = update(json!({"profile": {"first_name": "Kim"}}))
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    assert_eq!(lookup(&f, a, "crm-7").await, Some(changed));
+    // Moving it: the old id finds nobody, the new one the user.
+    let moved = update(json!({"external_id": "crm-8", "profile": {"metadata": {"seats": 3}}}))
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    assert_eq!(lookup(&f, a, "crm-7").await, None);
+    assert_eq!(lookup(&f, a, "crm-8").await, Some(moved));
+    // And left alone again.
+    let last = update(json!({"profile": {"metadata": {"seats": 4}}}))
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    assert_eq!(
+        last.external_id.as_ref().map(ExternalId::as_str),
+        Some("crm-8")
+    );
+    assert_eq!(lookup(&f, a, "crm-8").await, Some(last.clone()));
+    assert_eq!(
+        f.store.get_end_user(a, user.end_user_id).await.unwrap(),
+        Some(last)
+    );
+}
+
 async fn a_failing_mutation_changes_nothing(f: Fixture) {
     let a = f.default_agent().await;
     let user = f.create(a, json!({"profile": {"first_name": "Ada"}})).await;
@@ -995,6 +1043,7 @@ suite!(sqlite:
     users_round_trip_and_stay_within_their_agent,
     an_existing_external_id_returns_the_existing_user_unchanged,
     update_conflicts_on_a_taken_external_id_and_changes_nothing,
+    updates_keep_or_move_the_external_id_lookup,
     a_failing_mutation_changes_nothing,
     listing_pages_in_id_order,
     concurrent_writes_all_land,
