@@ -57,10 +57,11 @@ pub(super) struct Handoff {
 
 impl Handoff {
     /// Run by the writer between transactions, after a background pass:
-    /// copies what that pass could not and starts the log over. No other
-    /// connection writes, so the copy reaches the end of the log; a reader
-    /// that holds an older snapshot longer than [`READERS_WAIT`] only puts
-    /// the start-over off until the next pass.
+    /// copies what that pass could not and starts the log over. Nothing
+    /// else of this store writes meanwhile, so the copy reaches the end of
+    /// the log; a reader (or an admin command's write, from another
+    /// process) that holds on longer than [`READERS_WAIT`] only puts the
+    /// start-over off until the next pass.
     pub(super) fn finish(&self, writer: &Connection) {
         if self.unfinished.swap(false, Ordering::Relaxed)
             && let Err(err) = restart(writer)
