@@ -664,6 +664,29 @@ async fn a_failed_delivery_is_retried_on_schedule_with_the_same_id() {
     );
 }
 
+/// A retry due at once goes out at once, not at the dispatcher's next poll:
+/// recording the failure wakes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immediate_retry_does_not_wait_for_the_next_poll() {
+    let receiver = Receiver::start().await;
+    let app = spawn(WebhookSettings {
+        poll_interval: Duration::from_secs(30),
+        ..settings(&[0, 0, 0])
+    })
+    .await;
+    let path = "/ok/at-last";
+    receiver.script(
+        path,
+        [Reply::Status(500), Reply::Status(500), Reply::Status(500)],
+    );
+    endpoint(&app, &receiver.url(path)).await;
+
+    app.create_user(&json!({})).await;
+    // Three immediate retries, then the success, well within one poll.
+    let got = receiver.wait_count(path, 4, PROMPTLY).await;
+    assert_eq!(got.len(), 4, "nothing after the success");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_schedule_is_spent_retries_stop() {
     let receiver = Receiver::start().await;

@@ -163,14 +163,22 @@ async fn record_attempts(state: AppState, mut recorded: mpsc::UnboundedReceiver<
     while recorded.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let disable_if_failing_since = state.clock.now().saturating_sub(disable_after);
         let records = std::mem::take(&mut batch);
-        if let Err(err) = state
+        let retries = records
+            .iter()
+            .any(|r| matches!(r.next, NextStep::RetryAt(_)));
+        match state
             .store
             .record_attempts(records, disable_if_failing_since)
             .await
         {
+            // A retry may be due at once (the schedule starts at 0 s), and
+            // it could not be claimed before this commit released its lease:
+            // wake the dispatcher rather than leave it to the next poll.
+            Ok(()) if retries => state.webhook_wakeup.notify_one(),
+            Ok(()) => {}
             // The leases lapse and the deliveries are sent again: at least
             // once, never lost.
-            tracing::error!(error = %err, "recording webhook attempts failed");
+            Err(err) => tracing::error!(error = %err, "recording webhook attempts failed"),
         }
     }
 }
