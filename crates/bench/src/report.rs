@@ -235,6 +235,8 @@ pub struct Run {
     pub build: Duration,
     pub total: Duration,
     pub server_hwm_kib: u64,
+    /// The largest the SQLite log (`<db>-wal`) grew, when the store is SQLite.
+    pub sqlite_log_peak_bytes: Option<u64>,
     pub server_warnings: u64,
     pub server_errors: u64,
     pub server_log_tail: Vec<String>,
@@ -483,12 +485,22 @@ impl Run {
                 mb(row.rss.max_kib),
             );
         }
+        let _ = write!(
+            md,
+            "\nServer peak RSS over the whole run (VmHWM): {:.1} MB.",
+            mb(self.server_hwm_kib),
+        );
+        if let Some(bytes) = self.sqlite_log_peak_bytes {
+            let _ = write!(
+                md,
+                " Largest SQLite log (`-wal` file) seen: {:.1} MB.",
+                mb(bytes / 1024)
+            );
+        }
         let _ = writeln!(
             md,
-            "\nServer peak RSS over the whole run (VmHWM): {:.1} MB. Server log: {} warnings, {} errors.",
-            mb(self.server_hwm_kib),
-            self.server_warnings,
-            self.server_errors
+            " Server log: {} warnings, {} errors.",
+            self.server_warnings, self.server_errors
         );
         if !self.server_log_tail.is_empty() {
             md.push_str("\nLast warnings and errors of the server:\n\n```\n");
@@ -532,6 +544,7 @@ impl Run {
             "webhooks": self.webhooks.iter().map(|row| row.json(ceiling)).collect::<Vec<_>>(),
             "server": {
                 "rss_hwm_mb": mb(self.server_hwm_kib),
+                "sqlite_log_peak_mb": self.sqlite_log_peak_bytes.map(|bytes| mb(bytes / 1024)),
                 "log_warnings": self.server_warnings,
                 "log_errors": self.server_errors,
             },

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use crate::calibrate;
 use crate::load::{self, Call, Target, Until, Workload};
 use crate::report::{self, Row, Run, WebhookRow};
-use crate::server::{self, Process, RssSampler};
+use crate::server::{self, FileSizePeak, Process, RssSampler};
 use crate::{Params, Result, Scenario, webhooks};
 
 /// What every scenario against the server shares.
@@ -293,6 +293,9 @@ pub async fn run_all(params: Params) -> Result<()> {
     )?;
     let target = Target::new(endusers.addr, Some(&key))?;
     let sampler = RssSampler::start(endusers.pid());
+    let sqlite_log = database_url
+        .strip_prefix("sqlite://")
+        .map(|path| FileSizePeak::start(format!("{path}-wal").into()));
 
     eprintln!(
         "bench: loading {} end users at {} connections",
@@ -500,6 +503,7 @@ pub async fn run_all(params: Params) -> Result<()> {
         build,
         total: started.elapsed(),
         server_hwm_kib: hwm_kib,
+        sqlite_log_peak_bytes: sqlite_log.as_ref().map(FileSizePeak::bytes),
         server_warnings: warnings,
         server_errors: errors,
         server_log_tail: log_tail,

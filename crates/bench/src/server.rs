@@ -275,22 +275,29 @@ impl Rss {
     }
 }
 
+/// Keeps in `max` the highest value `sample` gives, every 50 ms until
+/// `stop` turns true.
+fn sample_peak(
+    max: &Arc<AtomicU64>,
+    stop: &Arc<AtomicBool>,
+    sample: impl Fn() -> Option<u64> + Send + 'static,
+) {
+    let (max, stop) = (Arc::clone(max), Arc::clone(stop));
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(value) = sample() {
+                max.fetch_max(value, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
 impl RssSampler {
     pub fn start(pid: u32) -> Self {
         let max_kib = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        {
-            let max_kib = Arc::clone(&max_kib);
-            let stop = Arc::clone(&stop);
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Some((rss, _)) = memory_kib(pid) {
-                        max_kib.fetch_max(rss, Ordering::Relaxed);
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            });
-        }
+        sample_peak(&max_kib, &stop, move || memory_kib(pid).map(|(rss, _)| rss));
         Self {
             pid,
             max_kib,
@@ -314,6 +321,35 @@ impl RssSampler {
 }
 
 impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The largest size a file reached over the whole run, sampled every 50 ms:
+/// for SQLite's log (`-wal`), which a checkpoint that never completes lets
+/// grow without end while every other figure looks normal.
+pub struct FileSizePeak {
+    max_bytes: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FileSizePeak {
+    pub fn start(path: std::path::PathBuf) -> Self {
+        let max_bytes = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        sample_peak(&max_bytes, &stop, move || {
+            std::fs::metadata(&path).ok().map(|meta| meta.len())
+        });
+        Self { max_bytes, stop }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.max_bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FileSizePeak {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
