@@ -40,12 +40,22 @@ const PAGE: &str = concat!(
     " FROM end_users WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
 );
 
+/// The columns every update sets, numbered as in [`write_row`]: all but
+/// the key and the two indexed ones (`external_id` ?3, `orphan_until` ?16).
+macro_rules! profile_assignments {
+    () => {
+        "first_name = ?4, last_name = ?5, display_name = ?6, avatar = ?7, email = ?8,
+         language = ?9, metadata = ?10, sunshine_user_id = ?11, last_conversation_at = ?12,
+         version = ?13, created_at = ?14, updated_at = ?15"
+    };
+}
+
 /// Rewrites every column but the key, numbered as in [`write_row`].
-const UPDATE: &str = "UPDATE end_users SET external_id = ?3, first_name = ?4, last_name = ?5,
-     display_name = ?6, avatar = ?7, email = ?8, language = ?9, metadata = ?10,
-     sunshine_user_id = ?11, last_conversation_at = ?12, version = ?13, created_at = ?14, updated_at = ?15,
-     orphan_until = ?16
-     WHERE agent_id = ?1 AND id = ?2";
+const UPDATE: &str = concat!(
+    "UPDATE end_users SET external_id = ?3, orphan_until = ?16, ",
+    profile_assignments!(),
+    " WHERE agent_id = ?1 AND id = ?2"
+);
 
 /// [`UPDATE`] for the usual change, which leaves `external_id` and
 /// `orphan_until` as they were. SQLite rewrites the index entry of every
@@ -54,10 +64,11 @@ const UPDATE: &str = "UPDATE end_users SET external_id = ?3, first_name = ?4, la
 /// of a user who has one: two pages written per update instead of one
 /// (counted in the log). The two keep their numbers (?3, ?16) as guards,
 /// which hold by construction: see [`update`].
-const UPDATE_PROFILE: &str = "UPDATE end_users SET first_name = ?4, last_name = ?5,
-     display_name = ?6, avatar = ?7, email = ?8, language = ?9, metadata = ?10,
-     sunshine_user_id = ?11, last_conversation_at = ?12, version = ?13, created_at = ?14, updated_at = ?15
-     WHERE agent_id = ?1 AND id = ?2 AND external_id IS ?3 AND orphan_until IS ?16";
+const UPDATE_PROFILE: &str = concat!(
+    "UPDATE end_users SET ",
+    profile_assignments!(),
+    " WHERE agent_id = ?1 AND id = ?2 AND external_id IS ?3 AND orphan_until IS ?16"
+);
 
 /// Runs `sql` with the user's columns bound as ?1..?16 in [`columns`] order.
 fn write_row(conn: &Connection, sql: &str, user: &EndUser) -> rusqlite::Result<usize> {
