@@ -293,9 +293,13 @@ pub async fn run_all(params: Params) -> Result<()> {
     )?;
     let target = Target::new(endusers.addr, Some(&key))?;
     let sampler = RssSampler::start(endusers.pid());
-    let sqlite_log = database_url
-        .strip_prefix("sqlite://")
-        .map(|path| FileSizePeak::start(format!("{path}-wal").into()));
+    // The log beside the database, read the way the server reads the URL;
+    // a relative path is the server's, which runs in `dir`.
+    let sqlite_log = endusers_store::sqlite::path_from_url(&database_url).map(|db| {
+        let mut wal = dir.path().join(db).into_os_string();
+        wal.push("-wal");
+        FileSizePeak::start(wal.into())
+    });
 
     eprintln!(
         "bench: loading {} end users at {} connections",
@@ -503,7 +507,7 @@ pub async fn run_all(params: Params) -> Result<()> {
         build,
         total: started.elapsed(),
         server_hwm_kib: hwm_kib,
-        sqlite_log_peak_bytes: sqlite_log.as_ref().map(FileSizePeak::bytes),
+        sqlite_log_peak_bytes: sqlite_log.as_ref().and_then(FileSizePeak::bytes),
         server_warnings: warnings,
         server_errors: errors,
         server_log_tail: log_tail,

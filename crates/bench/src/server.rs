@@ -332,20 +332,33 @@ impl Drop for RssSampler {
 pub struct FileSizePeak {
     max_bytes: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    seen: Arc<AtomicBool>,
 }
 
 impl FileSizePeak {
     pub fn start(path: std::path::PathBuf) -> Self {
         let max_bytes = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(AtomicBool::new(false));
+        let saw = Arc::clone(&seen);
         sample_peak(&max_bytes, &stop, move || {
-            std::fs::metadata(&path).ok().map(|meta| meta.len())
+            let len = std::fs::metadata(&path).ok()?.len();
+            saw.store(true, Ordering::Relaxed);
+            Some(len)
         });
-        Self { max_bytes, stop }
+        Self {
+            max_bytes,
+            stop,
+            seen,
+        }
     }
 
-    pub fn bytes(&self) -> u64 {
-        self.max_bytes.load(Ordering::Relaxed)
+    /// `None` when the file never appeared (a path read wrongly would
+    /// otherwise pass for a log that stayed empty).
+    pub fn bytes(&self) -> Option<u64> {
+        self.seen
+            .load(Ordering::Relaxed)
+            .then(|| self.max_bytes.load(Ordering::Relaxed))
     }
 }
 

@@ -1269,7 +1269,10 @@ fn log_restarts(wal: &std::path::Path) -> Option<u32> {
     use std::io::Read as _;
     // The header only: the log itself runs to megabytes.
     let mut header = [0u8; 16];
-    std::fs::File::open(wal).ok()?.read_exact(&mut header).ok()?;
+    std::fs::File::open(wal)
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
     let [.., a, b, c, d] = header;
     Some(u32::from_be_bytes([a, b, c, d]))
 }
