@@ -47,9 +47,17 @@ impl LocalLimiter {
                 .windows()
                 .iter()
                 .copied()
-                .zip(decision.new_tats.iter().copied())
-                .collect();
-            map.insert(key.to_owned(), tats);
+                .zip(decision.new_tats.iter().copied());
+            // A key seen before is updated where it is: no copy of the key.
+            match map.get_mut(key) {
+                Some(stored) => {
+                    stored.clear();
+                    stored.extend(tats);
+                }
+                None => {
+                    map.insert(key.to_owned(), tats.collect());
+                }
+            }
         }
         decision
     }
@@ -72,6 +80,36 @@ impl LocalLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_keeps_counting_and_a_new_policy_starts_its_changed_windows_afresh() {
+        let limiter = LocalLimiter::default();
+        let now = Timestamp::from_micros(0);
+        let two = RatePolicy::parse("2/s,10/m").unwrap();
+        assert!(limiter.check("agent", &two, now).allowed);
+        assert!(limiter.check("agent", &two, now).allowed);
+        assert!(
+            !limiter.check("agent", &two, now).allowed,
+            "the third in a second"
+        );
+        // The per-second window changes, the per-minute one does not: the
+        // new one starts empty, the old one carries its two requests.
+        let three = RatePolicy::parse("3/s,10/m").unwrap();
+        for _ in 0..3 {
+            assert!(limiter.check("agent", &three, now).allowed);
+        }
+        assert!(!limiter.check("agent", &three, now).allowed);
+        // The 2/s window was replaced, not kept beside the new ones.
+        assert!(limiter.peek("agent", &two, now).allowed);
+        let minute_only = RatePolicy::parse("10/m").unwrap();
+        let fresh = limiter.peek("nobody", &minute_only, now).remaining;
+        assert_eq!(
+            limiter.peek("agent", &minute_only, now).remaining,
+            fresh - 5,
+            "the per-minute window carried all five requests"
+        );
+        assert_eq!(limiter.len(), 1);
+    }
 
     #[test]
     fn idle_keys_are_pruned() {

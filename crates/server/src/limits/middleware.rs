@@ -100,10 +100,7 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
             .insert(Caller { agent: key.agent() });
         return next.run(request).await;
     }
-    let decision = state
-        .limiter
-        .check(family, &key.agent().0.to_string(), policy, now)
-        .await;
+    let decision = state.limiter.check(family, key.agent(), policy, now).await;
     if !decision.allowed {
         return refused(policy, &decision);
     }

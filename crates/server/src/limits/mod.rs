@@ -13,7 +13,7 @@ mod redis_backend;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use endusers_core::{Decision, RatePolicy, Timestamp};
+use endusers_core::{AgentId, Decision, RatePolicy, Timestamp};
 
 pub use middleware::enforce;
 
@@ -191,15 +191,15 @@ impl Limiter {
         decision
     }
 
-    /// Decides one request of `family` for `key` (an agent).
+    /// Decides one request of `family` for an agent.
     pub async fn check(
         &self,
         family: Family,
-        key: &str,
+        agent: AgentId,
         policy: &RatePolicy,
         now: Timestamp,
     ) -> Decision {
-        let key = format!("{}:{key}", family.name());
+        let key = format!("{}:{}", family.name(), agent.0);
         let decision = match &self.redis {
             Some(redis) => match redis.check(&key, policy).await {
                 Ok(decision) => decision,
