@@ -60,13 +60,14 @@ impl Timestamp {
         if b[13] != b':' || b[16] != b':' {
             return None;
         }
-        let num = |range: std::ops::Range<usize>| -> Option<i64> {
-            let s = raw.get(range)?;
+        // Digits only: `str::parse` would also take a sign (`+1`, `-1`).
+        let digits = |s: &str| -> Option<i64> {
             if !s.bytes().all(|c| c.is_ascii_digit()) {
                 return None;
             }
             s.parse().ok()
         };
+        let num = |range: std::ops::Range<usize>| digits(raw.get(range)?);
         let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
         if !(1..=12).contains(&month)
@@ -104,10 +105,7 @@ impl Timestamp {
                 if ob.len() != 6 || !matches!(ob[0], b'+' | b'-') || ob[3] != b':' {
                     return None;
                 }
-                // Digits only, as for every other field: `str::parse` would
-                // also take a sign (`++1:00`, `+-1:00`).
-                let at = raw.len() - rest.len();
-                let (hours, minutes) = (num(at + 1..at + 3)?, num(at + 4..at + 6)?);
+                let (hours, minutes) = (digits(rest.get(1..3)?)?, digits(rest.get(4..6)?)?);
                 if hours > 23 || minutes > 59 {
                     return None;
                 }
