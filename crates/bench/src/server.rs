@@ -234,8 +234,7 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
 /// the last [`RssSampler::take`].
 pub struct RssSampler {
     pid: u32,
-    max_kib: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+    peak: Peak,
     /// The process's CPU time at the last take, in clock ticks.
     cpu_ticks: AtomicU64,
 }
@@ -275,33 +274,43 @@ impl Rss {
     }
 }
 
-/// Keeps in `max` the highest value `sample` gives, every 50 ms until
-/// `stop` turns true.
-fn sample_peak(
-    max: &Arc<AtomicU64>,
-    stop: &Arc<AtomicBool>,
-    sample: impl Fn() -> Option<u64> + Send + 'static,
-) {
-    let (max, stop) = (Arc::clone(max), Arc::clone(stop));
-    tokio::spawn(async move {
-        while !stop.load(Ordering::Relaxed) {
-            if let Some(value) = sample() {
-                max.fetch_max(value, Ordering::Relaxed);
+/// The highest value a sampling function gave, asked every 50 ms until
+/// this is dropped.
+struct Peak {
+    max: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Peak {
+    fn start(sample: impl Fn() -> Option<u64> + Send + 'static) -> Self {
+        let peak = Self {
+            max: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (max, stop) = (Arc::clone(&peak.max), Arc::clone(&peak.stop));
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(value) = sample() {
+                    max.fetch_max(value, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+        });
+        peak
+    }
+}
+
+impl Drop for Peak {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl RssSampler {
     pub fn start(pid: u32) -> Self {
-        let max_kib = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        sample_peak(&max_kib, &stop, move || memory_kib(pid).map(|(rss, _)| rss));
         Self {
             pid,
-            max_kib,
-            stop,
+            peak: Peak::start(move || memory_kib(pid).map(|(rss, _)| rss)),
             cpu_ticks: AtomicU64::new(cpu_ticks(pid).unwrap_or(0)),
         }
     }
@@ -309,7 +318,7 @@ impl RssSampler {
     /// The peak since the last call, and resets it.
     pub fn take(&self) -> Rss {
         let (rss, hwm) = memory_kib(self.pid).unwrap_or_default();
-        let sampled = self.max_kib.swap(rss, Ordering::Relaxed);
+        let sampled = self.peak.max.swap(rss, Ordering::Relaxed);
         let ticks = cpu_ticks(self.pid).unwrap_or(0);
         let before = self.cpu_ticks.swap(ticks, Ordering::Relaxed);
         Rss {
@@ -320,37 +329,24 @@ impl RssSampler {
     }
 }
 
-impl Drop for RssSampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// The largest size a file reached over the whole run, sampled every 50 ms:
 /// for SQLite's log (`-wal`), which a checkpoint that never completes lets
 /// grow without end while every other figure looks normal.
 pub struct FileSizePeak {
-    max_bytes: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+    peak: Peak,
     seen: Arc<AtomicBool>,
 }
 
 impl FileSizePeak {
     pub fn start(path: std::path::PathBuf) -> Self {
-        let max_bytes = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(AtomicBool::new(false));
         let saw = Arc::clone(&seen);
-        sample_peak(&max_bytes, &stop, move || {
+        let peak = Peak::start(move || {
             let len = std::fs::metadata(&path).ok()?.len();
             saw.store(true, Ordering::Relaxed);
             Some(len)
         });
-        Self {
-            max_bytes,
-            stop,
-            seen,
-        }
+        Self { peak, seen }
     }
 
     /// `None` when the file never appeared (a path read wrongly would
@@ -358,12 +354,6 @@ impl FileSizePeak {
     pub fn bytes(&self) -> Option<u64> {
         self.seen
             .load(Ordering::Relaxed)
-            .then(|| self.max_bytes.load(Ordering::Relaxed))
-    }
-}
-
-impl Drop for FileSizePeak {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+            .then(|| self.peak.max.load(Ordering::Relaxed))
     }
 }
