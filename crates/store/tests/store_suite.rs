@@ -1226,6 +1226,30 @@ async fn sqlite_damaged_rows_are_errors_not_defaults() {
     store.close().await;
 }
 
+/// The bundled SQLite is built with the options in `.cargo/config.toml`:
+/// without them every page fetch of every connection takes one global
+/// mutex. Checked here because a build that missed them (the variable set
+/// elsewhere, say) would still pass every other test, only slower.
+#[test]
+fn sqlite_is_built_without_the_locks_every_connection_shares() {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let options: Vec<String> = conn
+        .prepare("PRAGMA compile_options")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "{options:?}"
+    );
+    assert!(
+        options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+        "{options:?}"
+    );
+}
+
 /// The writer never checkpoints; a thread of its own copies the log back
 /// into the database file within about a second, with no commit
 /// needed to set it off.
