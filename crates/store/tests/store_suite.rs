@@ -1350,3 +1350,49 @@ async fn sqlite_the_log_starts_over_under_writes_that_never_pause() {
     );
     fixture.store.close().await;
 }
+
+/// After each commit the store keeps one read transaction open at that
+/// commit, so that reads need no file lock of their own (its read anchor).
+/// It must sit at the newest commit, never holding a checkpoint back: a
+/// checkpoint from elsewhere still copies the whole log. And it must be
+/// there: starting the log over needs every reader off the log, so another
+/// connection's attempt is refused while the anchor holds.
+#[tokio::test]
+async fn sqlite_a_read_transaction_stays_open_at_the_newest_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, agent) = sqlite_store(&dir, "anchor.db").await;
+    let raw = rusqlite::Connection::open(dir.path().join("anchor.db")).unwrap();
+    raw.busy_timeout(std::time::Duration::ZERO).unwrap();
+    let checkpoint = |mode: &str| -> (i64, i64, i64) {
+        raw.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .unwrap()
+    };
+    let fixture = Fixture {
+        store,
+        ids: IdGenerator::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    for round in 0..3 {
+        fixture
+            .create(
+                agent,
+                json!({"profile": {"first_name": format!("round {round}")}}),
+            )
+            .await;
+        // The writer answers before it moves the anchor: give it a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let (log, copied) = loop {
+            let (_, log, copied) = checkpoint("PASSIVE");
+            if log == copied || std::time::Instant::now() > deadline {
+                break (log, copied);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        assert_eq!(log, copied, "round {round}: a reader holds the log back");
+        let (busy, _, _) = checkpoint("RESTART");
+        assert_eq!(busy, 1, "round {round}: nobody was reading the log");
+    }
+    fixture.store.close().await;
+}

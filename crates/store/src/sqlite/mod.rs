@@ -5,6 +5,7 @@
 //! (see [`writer`]); a few reader threads own read-only connections, which
 //! WAL lets run beside the writer.
 
+mod anchor;
 mod checkpointer;
 mod conversations;
 mod end_users;
@@ -133,8 +134,13 @@ impl SqliteStore {
         let handoff = Arc::new(checkpointer::Handoff::default());
         let (checkpoints_thread, checkpoints) = checkpointer::spawn(path, Arc::clone(&handoff))?;
         threads.push(checkpoints_thread);
+        // Without its anchor the store works the same, only with a lock per
+        // read (see [`anchor`]).
+        let anchor = anchor::ReadAnchor::open(path)
+            .inspect_err(|err| tracing::warn!(error = %err, "cannot open the read anchor"))
+            .ok();
         threads.push(spawn("endusers-sqlite-writer", move || {
-            writer::run(conn, write_queue, &handoff)
+            writer::run(conn, write_queue, &handoff, anchor)
         })?);
         let reader_count = options.readers.max(1);
         for n in 0..reader_count {

@@ -12,6 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::anchor::ReadAnchor;
 use super::checkpointer::Handoff;
 use crate::StoreError;
 
@@ -77,9 +78,17 @@ where
     }
 }
 
-pub(crate) fn run(mut conn: Connection, queue: flume::Receiver<Message>, checkpoints: &Handoff) {
+pub(crate) fn run(
+    mut conn: Connection,
+    queue: flume::Receiver<Message>,
+    checkpoints: &Handoff,
+    mut anchor: Option<ReadAnchor>,
+) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
+    if let Some(anchor) = anchor.as_mut() {
+        anchor.hold();
+    }
     while !stopping {
         match queue.recv() {
             Ok(Message::Job(job)) => batch.push(job),
@@ -99,8 +108,16 @@ pub(crate) fn run(mut conn: Connection, queue: flume::Receiver<Message>, checkpo
         for job in batch.drain(..) {
             job.finish(commit.as_ref().map(|_| ()));
         }
-        // Between transactions, after the callers have their answers.
+        // Between transactions, after the callers have their answers: the
+        // log may start over only with no reader on it, the anchor included;
+        // then the anchor moves to the commit just made.
+        if let Some(anchor) = anchor.as_mut() {
+            anchor.release();
+        }
         checkpoints.finish(&conn);
+        if let Some(anchor) = anchor.as_mut() {
+            anchor.hold();
+        }
     }
     // Writes queued behind the stop signal are refused, not dropped silently.
     while let Ok(message) = queue.try_recv() {
