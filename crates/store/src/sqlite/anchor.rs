@@ -38,12 +38,17 @@ impl ReadAnchor {
         })
     }
 
-    /// Ends the anchor's read transaction, if it has one.
+    /// Ends the anchor's read transaction, if it has one. One left open
+    /// would hold every later checkpoint back, so a failed end is rolled
+    /// back.
     pub(super) fn release(&mut self) {
         if std::mem::take(&mut self.held)
             && let Err(err) = self.conn.execute_batch("COMMIT")
         {
             tracing::debug!(error = %err, "ending the read anchor failed");
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
         }
     }
 
