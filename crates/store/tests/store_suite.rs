@@ -1396,3 +1396,38 @@ async fn sqlite_a_read_transaction_stays_open_at_the_newest_commit() {
     }
     fixture.store.close().await;
 }
+
+/// The read anchor also follows commits made elsewhere (an admin command,
+/// another server on the same file) while this store writes nothing: left
+/// at its own last commit, it would keep their pages in the log for good.
+#[tokio::test]
+async fn sqlite_the_read_anchor_follows_commits_made_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, agent) = sqlite_store(&dir, "elsewhere.db").await;
+    let fixture = Fixture {
+        store,
+        ids: IdGenerator::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    fixture.create(agent, json!({"profile": {}})).await;
+    let raw = rusqlite::Connection::open(dir.path().join("elsewhere.db")).unwrap();
+    raw.busy_timeout(std::time::Duration::ZERO).unwrap();
+    raw.pragma_update(None, "user_version", 7).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let (log, copied) = loop {
+        let (log, copied): (i64, i64) = raw
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok((row.get(1)?, row.get(2)?))
+            })
+            .unwrap();
+        if log == copied || std::time::Instant::now() > deadline {
+            break (log, copied);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        log, copied,
+        "the anchor kept another connection's commit in the log"
+    );
+    fixture.store.close().await;
+}

@@ -12,10 +12,12 @@
 //! So the writer holds one read transaction, begun right after each of its
 //! commits. Readers that start before the next commit see the same log and
 //! choose the same slot, which the process already holds: no system call.
-//! Because the anchor always sits at the newest commit, it never keeps a
-//! checkpoint from copying what is committed; the writer lets go of it
-//! while it starts the log over (see [`super::checkpointer`]) and takes it
-//! again afterwards.
+//! Because the anchor sits at the newest commit, it does not keep a
+//! checkpoint from copying what is committed: the writer moves it after
+//! each of its own commits, and once a second when idle, so commits of
+//! other processes are let through within a second. The writer lets go of
+//! it while it starts the log over (see [`super::checkpointer`]) and takes
+//! it again afterwards.
 //!
 //! It only saves work: if it cannot be taken, reads lock as before.
 

@@ -19,6 +19,11 @@ use crate::StoreError;
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
 
+/// How long the writer waits for a write before it does its between-
+/// transactions work anyway (see [`between_transactions`]): the same beat
+/// as the checkpointer's, so an idle store's log starts over as well.
+const IDLE_TICK: std::time::Duration = super::checkpointer::INTERVAL;
+
 pub(crate) enum Message {
     Job(Box<dyn WriteJob>),
     Stop,
@@ -90,9 +95,13 @@ pub(crate) fn run(
         anchor.hold();
     }
     while !stopping {
-        match queue.recv() {
+        match queue.recv_timeout(IDLE_TICK) {
             Ok(Message::Job(job)) => batch.push(job),
-            Ok(Message::Stop) | Err(_) => break,
+            Ok(Message::Stop) | Err(flume::RecvTimeoutError::Disconnected) => break,
+            Err(flume::RecvTimeoutError::Timeout) => {
+                between_transactions(&conn, checkpoints, anchor.as_mut());
+                continue;
+            }
         }
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -108,22 +117,30 @@ pub(crate) fn run(
         for job in batch.drain(..) {
             job.finish(commit.as_ref().map(|_| ()));
         }
-        // Between transactions, after the callers have their answers: the
-        // log may start over only with no reader on it, the anchor included;
-        // then the anchor moves to the commit just made.
-        if let Some(anchor) = anchor.as_mut() {
-            anchor.release();
-        }
-        checkpoints.finish(&conn);
-        if let Some(anchor) = anchor.as_mut() {
-            anchor.hold();
-        }
+        // After the callers have their answers.
+        between_transactions(&conn, checkpoints, anchor.as_mut());
     }
     // Writes queued behind the stop signal are refused, not dropped silently.
     while let Ok(message) = queue.try_recv() {
         if let Message::Job(job) = message {
             job.finish(Err(&StoreError::Closed));
         }
+    }
+}
+
+/// Between two transactions, and once per [`IDLE_TICK`] without any: the
+/// log may start over only with no reader on it, the anchor included; then
+/// the anchor moves to the newest commit. When idle, that commit may be
+/// another process's (an admin command's, another server's): an anchor
+/// left where it was would keep their pages in the log for good.
+fn between_transactions(conn: &Connection, checkpoints: &Handoff, anchor: Option<&mut ReadAnchor>) {
+    match anchor {
+        Some(anchor) => {
+            anchor.release();
+            checkpoints.finish(conn);
+            anchor.hold();
+        }
+        None => checkpoints.finish(conn),
     }
 }
 
