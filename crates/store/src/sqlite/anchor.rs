@@ -6,7 +6,7 @@
 //! and only asks the kernel (`fcntl`) when the process's count for a slot
 //! goes from 0 to 1 or back. Short reads on two or three threads rarely
 //! overlap, so nearly every read took a lock and dropped it again with two
-//! system calls: measured, 1.7 `fcntl` per GET by id and about a tenth of
+//! system calls: measured, 1.6 `fcntl` per GET by id and about a tenth of
 //! the server's CPU on that path.
 //!
 //! So the writer holds one read transaction, begun right after each of its
