@@ -36,17 +36,27 @@ impl Row {
     /// Server CPU time per answered request: steadier than requests/s on a
     /// machine whose speed varies, and what an optimisation changes.
     pub fn cpu_micros_per_request(&self) -> f64 {
+        self.micros_per_request(self.rss.cpu_seconds)
+    }
+
+    /// The load generator's CPU time per answered request: with the server
+    /// on the same cores, what it spends is not the server's to spend.
+    pub fn client_cpu_micros_per_request(&self) -> f64 {
+        self.micros_per_request(self.rss.client_cpu_seconds)
+    }
+
+    fn micros_per_request(&self, seconds: f64) -> f64 {
         let answered = self.outcome.ok + self.outcome.errors();
         if answered == 0 {
             return 0.0;
         }
-        self.rss.cpu_seconds * 1e6 / answered as f64
+        seconds * 1e6 / answered as f64
     }
 
     pub fn summary(&self) -> String {
         let o = &self.outcome;
         format!(
-            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}, RSS {:.1} MB, CPU {:.1} µs/req",
+            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}, RSS {:.1} MB, CPU {:.1} µs/req (client {:.1})",
             o.per_second(),
             o.latencies.quantile_ms(0.5),
             o.latencies.quantile_ms(0.99),
@@ -54,6 +64,7 @@ impl Row {
             errors_text(o),
             mb(self.rss.max_kib),
             self.cpu_micros_per_request(),
+            self.client_cpu_micros_per_request(),
         )
     }
 
@@ -74,6 +85,7 @@ impl Row {
             "rss_peak_mb": mb(self.rss.max_kib),
             "rss_hwm_mb": mb(self.rss.hwm_kib),
             "server_cpu_us_per_request": self.cpu_micros_per_request(),
+            "client_cpu_us_per_request": self.client_cpu_micros_per_request(),
         })
     }
 }
@@ -419,18 +431,19 @@ impl Run {
              errors are non-2xx answers and transport failures. RSS is the server's highest VmRSS \
              sampled every 50 ms during the scenario; CPU is the server process's user + system \
              time over the scenario per answered request (steadier than requests/s when the \
-             machine's speed varies).\n",
+             machine's speed varies); client CPU is the same for the load generator, which \
+             shares the machine.\n",
             self.ceiling.response_bytes
         );
         md.push_str(
-            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | server peak RSS MB |\n",
+            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | client CPU µs/req | server peak RSS MB |\n",
         );
-        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in std::iter::once(&self.ceiling).chain(&self.rows) {
             let o = &row.outcome;
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1}{} |",
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1}{} |",
                 row.name,
                 o.per_second(),
                 ratio(o.per_second(), ceiling),
@@ -440,6 +453,7 @@ impl Run {
                 errors_text(o),
                 row.response_bytes,
                 row.cpu_micros_per_request(),
+                row.client_cpu_micros_per_request(),
                 mb(row.rss.max_kib),
                 if row.key == "ceiling" {
                     " (ceiling process)"

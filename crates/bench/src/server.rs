@@ -237,6 +237,8 @@ pub struct RssSampler {
     peak: Peak,
     /// The process's CPU time at the last take, in clock ticks.
     cpu_ticks: AtomicU64,
+    /// This process's, likewise.
+    client_cpu_ticks: AtomicU64,
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
@@ -254,13 +256,16 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(user + system)
 }
 
-/// Memory over one scenario.
+/// Memory and CPU time over one scenario.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rss {
     /// The highest VmRSS sampled during the scenario.
     pub max_kib: u64,
     /// CPU seconds the process used during the scenario.
     pub cpu_seconds: f64,
+    /// CPU seconds this process (the load generator) used meanwhile: it
+    /// shares the machine with the server, so it is part of every ratio.
+    pub client_cpu_seconds: f64,
     /// VmHWM at its end: the peak since the process started.
     pub hwm_kib: u64,
 }
@@ -271,6 +276,7 @@ impl Rss {
         self.max_kib = self.max_kib.max(later.max_kib);
         self.hwm_kib = later.hwm_kib;
         self.cpu_seconds += later.cpu_seconds;
+        self.client_cpu_seconds += later.client_cpu_seconds;
     }
 }
 
@@ -312,6 +318,7 @@ impl RssSampler {
             pid,
             peak: Peak::start(move || memory_kib(pid).map(|(rss, _)| rss)),
             cpu_ticks: AtomicU64::new(cpu_ticks(pid).unwrap_or(0)),
+            client_cpu_ticks: AtomicU64::new(cpu_ticks(std::process::id()).unwrap_or(0)),
         }
     }
 
@@ -319,12 +326,16 @@ impl RssSampler {
     pub fn take(&self) -> Rss {
         let (rss, hwm) = memory_kib(self.pid).unwrap_or_default();
         let sampled = self.peak.max.swap(rss, Ordering::Relaxed);
-        let ticks = cpu_ticks(self.pid).unwrap_or(0);
-        let before = self.cpu_ticks.swap(ticks, Ordering::Relaxed);
+        let seconds_since = |pid: u32, last: &AtomicU64| {
+            let ticks = cpu_ticks(pid).unwrap_or(0);
+            let before = last.swap(ticks, Ordering::Relaxed);
+            ticks.saturating_sub(before) as f64 / TICKS_PER_SECOND
+        };
         Rss {
             max_kib: sampled.max(rss),
             hwm_kib: hwm,
-            cpu_seconds: ticks.saturating_sub(before) as f64 / TICKS_PER_SECOND,
+            cpu_seconds: seconds_since(self.pid, &self.cpu_ticks),
+            client_cpu_seconds: seconds_since(std::process::id(), &self.client_cpu_ticks),
         }
     }
 }
