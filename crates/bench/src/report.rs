@@ -46,11 +46,7 @@ impl Row {
     }
 
     fn micros_per_request(&self, seconds: f64) -> f64 {
-        let answered = self.outcome.ok + self.outcome.errors();
-        if answered == 0 {
-            return 0.0;
-        }
-        seconds * 1e6 / answered as f64
+        micros_each(seconds, self.outcome.ok + self.outcome.errors())
     }
 
     pub fn summary(&self) -> String {
@@ -90,6 +86,14 @@ impl Row {
     }
 }
 
+/// CPU seconds spread over `count` things done, in microseconds each.
+fn micros_each(seconds: f64, count: u64) -> f64 {
+    if count == 0 {
+        return 0.0;
+    }
+    seconds * 1e6 / count as f64
+}
+
 /// One webhook scenario.
 #[derive(Debug, Clone)]
 pub struct WebhookRow {
@@ -98,11 +102,19 @@ pub struct WebhookRow {
 }
 
 impl WebhookRow {
+    /// Server CPU time per delivery, the PATCHes that caused them
+    /// included (one PATCH per delivery to one endpoint, one per ten to
+    /// ten).
+    pub fn cpu_micros_per_delivery(&self) -> f64 {
+        micros_each(self.rss.cpu_seconds, self.delivery.delivered)
+    }
+
     pub fn summary(&self) -> String {
         let d = &self.delivery;
         format!(
             "{:.0} PATCH/s, {:.0} deliveries/s, event→receipt p50 {:.2} ms, p99 {:.2} ms, \
-             delivered {}/{} (duplicates {}, unmatched {}), drain {:.2} s, RSS {:.1} MB",
+             delivered {}/{} (duplicates {}, unmatched {}), drain {:.2} s, RSS {:.1} MB, \
+             CPU {:.1} µs/delivery",
             d.patches.per_second(),
             d.per_second(),
             d.latencies.quantile_ms(0.5),
@@ -113,6 +125,7 @@ impl WebhookRow {
             d.unmatched,
             d.drain.as_secs_f64(),
             mb(self.rss.max_kib),
+            self.cpu_micros_per_delivery(),
         )
     }
 
@@ -132,6 +145,7 @@ impl WebhookRow {
             "unmatched": d.unmatched,
             "arrived_before_patch_answer": d.early,
             "deliveries_per_s": d.per_second(),
+            "server_cpu_us_per_delivery": self.cpu_micros_per_delivery(),
             "ratio_to_ceiling": ratio(d.per_second(), ceiling),
             "span_s": d.span.as_secs_f64(),
             "drain_s": d.drain.as_secs_f64(),
@@ -471,17 +485,18 @@ impl Run {
              delivered/s = distinct deliveries ÷ (first PATCH → last receipt), so it cannot \
              exceed sent/s; \"after the last PATCH\" is the backlog delivered once \
              the PATCHes stopped. Event→receipt = receipt − the PATCH's 200 (a delivery that \
-             arrives before the 200 is read counts as 0).\n\n",
+             arrives before the 200 is read counts as 0). Server CPU per delivery includes \
+             the PATCHes that caused them.\n\n",
         );
         md.push_str(
-            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server peak RSS MB |\n",
+            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | server peak RSS MB |\n",
         );
-        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in &self.webhooks {
             let d = &row.delivery;
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} | {:.1} |",
                 d.endpoints,
                 d.offered
                     .map_or("max".to_owned(), |rate| format!("{rate:.0}")),
@@ -496,6 +511,7 @@ impl Run {
                 d.duplicates,
                 d.drained,
                 d.drain.as_secs_f64(),
+                row.cpu_micros_per_delivery(),
                 mb(row.rss.max_kib),
             );
         }
