@@ -21,20 +21,28 @@ const NOW: Timestamp = Timestamp::from_micros(1_795_773_600_000_000);
 struct Fixture {
     store: Arc<dyn Store>,
     ids: IdGenerator,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
+
+/// The SQLite file of a [`sqlite`] fixture, for the SQLite-only tests.
+const SQLITE_FILE: &str = "suite.db";
 
 async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("suite.db").display());
+    let url = format!("sqlite://{}", dir.path().join(SQLITE_FILE).display());
     Fixture {
         store: endusers_store::open(&url, NOW).await.unwrap(),
         ids: IdGenerator::new(),
-        _dir: dir,
+        dir,
     }
 }
 
 impl Fixture {
+    /// The database file, when the fixture is [`sqlite`]'s.
+    fn sqlite_file(&self) -> std::path::PathBuf {
+        self.dir.path().join(SQLITE_FILE)
+    }
+
     async fn default_agent(&self) -> AgentId {
         self.store
             .find_agent(&AgentHandle::default_handle())
@@ -1070,7 +1078,7 @@ async fn sqlite_data_survives_reopening() {
     let fixture = Fixture {
         store,
         ids: IdGenerator::new(),
-        _dir: tempfile::tempdir().unwrap(),
+        dir,
     };
     let user = fixture
         .create(agent, json!({"profile": {"email": "a@example.com"}}))
@@ -1255,17 +1263,12 @@ fn sqlite_is_built_without_the_locks_every_connection_shares() {
 /// needed to set it off.
 #[tokio::test]
 async fn sqlite_the_log_is_copied_back_into_the_database_file_in_the_background() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _, agent) = sqlite_store(&dir, "checkpoints.db").await;
-    let file = dir.path().join("checkpoints.db");
+    let fixture = sqlite().await;
+    let agent = fixture.default_agent().await;
+    let file = fixture.sqlite_file();
     // Let any checkpoint of the migrations finish first.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let before = std::fs::metadata(&file).unwrap().len();
-    let fixture = Fixture {
-        store,
-        ids: IdGenerator::new(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
     // A few hundred pages of users: far below the 1,000 pages at which
     // SQLite's own automatic checkpoint would run.
     for n in 0..400 {
@@ -1307,14 +1310,9 @@ fn log_restarts(wal: &std::path::Path) -> Option<u32> {
 /// not copy while commits kept coming.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_the_log_starts_over_under_writes_that_never_pause() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _, agent) = sqlite_store(&dir, "steady.db").await;
-    let wal = dir.path().join("steady.db-wal");
-    let fixture = Arc::new(Fixture {
-        store,
-        ids: IdGenerator::new(),
-        _dir: tempfile::tempdir().unwrap(),
-    });
+    let fixture = Arc::new(sqlite().await);
+    let agent = fixture.default_agent().await;
+    let wal = fixture.dir.path().join(format!("{SQLITE_FILE}-wal"));
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut tasks = Vec::new();
     for _ in 0..16 {
@@ -1351,6 +1349,34 @@ async fn sqlite_the_log_starts_over_under_writes_that_never_pause() {
     fixture.store.close().await;
 }
 
+/// Checkpoints from another connection (as another process would) until
+/// one copies the whole log, for up to `within`; the log's and the copied
+/// frame counts of the last one.
+async fn checkpoint_elsewhere_until_all_copied(
+    raw: &rusqlite::Connection,
+    within: std::time::Duration,
+) -> (i64, i64) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (log, copied): (i64, i64) = raw
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok((row.get(1)?, row.get(2)?))
+            })
+            .unwrap();
+        if log == copied || std::time::Instant::now() > deadline {
+            return (log, copied);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A second connection to a fixture's database that never waits for a lock.
+fn raw_connection(f: &Fixture) -> rusqlite::Connection {
+    let raw = rusqlite::Connection::open(f.sqlite_file()).unwrap();
+    raw.busy_timeout(std::time::Duration::ZERO).unwrap();
+    raw
+}
+
 /// After each commit the store keeps one read transaction open at that
 /// commit, so that reads need no file lock of their own (its read anchor).
 /// It must sit at the newest commit, never holding a checkpoint back: a
@@ -1359,21 +1385,9 @@ async fn sqlite_the_log_starts_over_under_writes_that_never_pause() {
 /// connection's attempt is refused while the anchor holds.
 #[tokio::test]
 async fn sqlite_a_read_transaction_stays_open_at_the_newest_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _, agent) = sqlite_store(&dir, "anchor.db").await;
-    let raw = rusqlite::Connection::open(dir.path().join("anchor.db")).unwrap();
-    raw.busy_timeout(std::time::Duration::ZERO).unwrap();
-    let checkpoint = |mode: &str| -> (i64, i64, i64) {
-        raw.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
-        .unwrap()
-    };
-    let fixture = Fixture {
-        store,
-        ids: IdGenerator::new(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let fixture = sqlite().await;
+    let agent = fixture.default_agent().await;
+    let raw = raw_connection(&fixture);
     for round in 0..3 {
         fixture
             .create(
@@ -1382,16 +1396,12 @@ async fn sqlite_a_read_transaction_stays_open_at_the_newest_commit() {
             )
             .await;
         // The writer answers before it moves the anchor: give it a moment.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        let (log, copied) = loop {
-            let (_, log, copied) = checkpoint("PASSIVE");
-            if log == copied || std::time::Instant::now() > deadline {
-                break (log, copied);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        };
+        let (log, copied) =
+            checkpoint_elsewhere_until_all_copied(&raw, std::time::Duration::from_secs(2)).await;
         assert_eq!(log, copied, "round {round}: a reader holds the log back");
-        let (busy, _, _) = checkpoint("RESTART");
+        let busy: i64 = raw
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(busy, 1, "round {round}: nobody was reading the log");
     }
     fixture.store.close().await;
@@ -1402,29 +1412,13 @@ async fn sqlite_a_read_transaction_stays_open_at_the_newest_commit() {
 /// at its own last commit, it would keep their pages in the log for good.
 #[tokio::test]
 async fn sqlite_the_read_anchor_follows_commits_made_elsewhere() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _, agent) = sqlite_store(&dir, "elsewhere.db").await;
-    let fixture = Fixture {
-        store,
-        ids: IdGenerator::new(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let fixture = sqlite().await;
+    let agent = fixture.default_agent().await;
     fixture.create(agent, json!({"profile": {}})).await;
-    let raw = rusqlite::Connection::open(dir.path().join("elsewhere.db")).unwrap();
-    raw.busy_timeout(std::time::Duration::ZERO).unwrap();
+    let raw = raw_connection(&fixture);
     raw.pragma_update(None, "user_version", 7).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    let (log, copied) = loop {
-        let (log, copied): (i64, i64) = raw
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                Ok((row.get(1)?, row.get(2)?))
-            })
-            .unwrap();
-        if log == copied || std::time::Instant::now() > deadline {
-            break (log, copied);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let (log, copied) =
+        checkpoint_elsewhere_until_all_copied(&raw, std::time::Duration::from_secs(3)).await;
     assert_eq!(
         log, copied,
         "the anchor kept another connection's commit in the log"
