@@ -25,51 +25,57 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+use super::run_cached;
 use crate::StoreError;
 
 pub(super) struct ReadAnchor {
     conn: Connection,
-    held: bool,
 }
 
 impl ReadAnchor {
     pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
             conn: super::open_connection(path, true)?,
-            held: false,
         })
+    }
+
+    /// Whether the anchor's connection is inside a transaction.
+    fn held(&self) -> bool {
+        !self.conn.is_autocommit()
     }
 
     /// Ends the anchor's read transaction, if it has one. One left open
     /// would hold every later checkpoint back, so a failed end is rolled
     /// back.
-    pub(super) fn release(&mut self) {
-        if std::mem::take(&mut self.held)
-            && let Err(err) = self.conn.execute_batch("COMMIT")
+    pub(super) fn release(&self) {
+        if self.held()
+            && let Err(err) = run_cached(&self.conn, "COMMIT")
         {
             tracing::debug!(error = %err, "ending the read anchor failed");
-            if !self.conn.is_autocommit() {
-                let _ = self.conn.execute_batch("ROLLBACK");
-            }
+            self.roll_back();
         }
     }
 
     /// Begins a read transaction at the newest commit. A deferred `BEGIN`
     /// reads nothing; reading the schema's version takes the snapshot.
-    pub(super) fn hold(&mut self) {
-        if self.held {
+    pub(super) fn hold(&self) {
+        if self.held() {
             return;
         }
-        let begun = self.conn.execute_batch("BEGIN").and_then(|()| {
+        let begun = run_cached(&self.conn, "BEGIN").and_then(|()| {
             self.conn
-                .query_row("PRAGMA schema_version", [], |_| Ok(()))
-                .inspect_err(|_| {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                })
+                .prepare_cached("PRAGMA schema_version")?
+                .query_row([], |_| Ok(()))
         });
-        match begun {
-            Ok(()) => self.held = true,
-            Err(err) => tracing::debug!(error = %err, "taking the read anchor failed"),
+        if let Err(err) = begun {
+            tracing::debug!(error = %err, "taking the read anchor failed");
+            self.roll_back();
+        }
+    }
+
+    fn roll_back(&self) {
+        if self.held() {
+            let _ = run_cached(&self.conn, "ROLLBACK");
         }
     }
 }

@@ -75,6 +75,14 @@ pub struct SqliteStore {
     checkpoints: checkpointer::Stop,
 }
 
+/// Runs a statement that returns no rows from the connection's cache: the
+/// writer's transaction and savepoint statements and the read anchor's run
+/// for every write or commit, and need not be parsed each time.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 /// How long a connection waits for a lock another holds.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -134,11 +142,7 @@ impl SqliteStore {
         let handoff = Arc::new(checkpointer::Handoff::default());
         let (checkpoints_thread, checkpoints) = checkpointer::spawn(path, Arc::clone(&handoff))?;
         threads.push(checkpoints_thread);
-        // Without its anchor the store works the same, only with a lock per
-        // read (see [`anchor`]).
-        let anchor = anchor::ReadAnchor::open(path)
-            .inspect_err(|err| tracing::warn!(error = %err, "cannot open the read anchor"))
-            .ok();
+        let anchor = anchor::ReadAnchor::open(path)?;
         threads.push(spawn("endusers-sqlite-writer", move || {
             writer::run(conn, write_queue, &handoff, anchor)
         })?);

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::anchor::ReadAnchor;
 use super::checkpointer::Handoff;
+use super::run_cached;
 use crate::StoreError;
 
 /// How many queued writes one transaction takes at most.
@@ -87,19 +88,17 @@ pub(crate) fn run(
     mut conn: Connection,
     queue: flume::Receiver<Message>,
     checkpoints: &Handoff,
-    mut anchor: Option<ReadAnchor>,
+    anchor: ReadAnchor,
 ) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
-    if let Some(anchor) = anchor.as_mut() {
-        anchor.hold();
-    }
+    anchor.hold();
     while !stopping {
         match queue.recv_timeout(IDLE_TICK) {
             Ok(Message::Job(job)) => batch.push(job),
             Ok(Message::Stop) | Err(flume::RecvTimeoutError::Disconnected) => break,
             Err(flume::RecvTimeoutError::Timeout) => {
-                between_transactions(&conn, checkpoints, anchor.as_mut());
+                between_transactions(&conn, checkpoints, &anchor);
                 continue;
             }
         }
@@ -118,7 +117,7 @@ pub(crate) fn run(
             job.finish(commit.as_ref().map(|_| ()));
         }
         // After the callers have their answers.
-        between_transactions(&conn, checkpoints, anchor.as_mut());
+        between_transactions(&conn, checkpoints, &anchor);
     }
     // Writes queued behind the stop signal are refused, not dropped silently.
     while let Ok(message) = queue.try_recv() {
@@ -133,44 +132,31 @@ pub(crate) fn run(
 /// the anchor moves to the newest commit. When idle, that commit may be
 /// another process's (an admin command's, another server's): an anchor
 /// left where it was would keep their pages in the log for good.
-fn between_transactions(conn: &Connection, checkpoints: &Handoff, anchor: Option<&mut ReadAnchor>) {
-    match anchor {
-        Some(anchor) => {
-            anchor.release();
-            checkpoints.finish(conn);
-            anchor.hold();
-        }
-        None => checkpoints.finish(conn),
-    }
+fn between_transactions(conn: &Connection, checkpoints: &Handoff, anchor: &ReadAnchor) {
+    anchor.release();
+    checkpoints.finish(conn);
+    anchor.hold();
 }
 
 fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    run_cached(conn, "BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
-        let step = run_statement(conn, "SAVEPOINT job").and_then(|()| {
+        let step = run_cached(conn, "SAVEPOINT job").and_then(|()| {
             if job.run(conn) {
-                run_statement(conn, "RELEASE job")
+                run_cached(conn, "RELEASE job")
             } else {
-                run_statement(conn, "ROLLBACK TO job")
-                    .and_then(|()| run_statement(conn, "RELEASE job"))
+                run_cached(conn, "ROLLBACK TO job").and_then(|()| run_cached(conn, "RELEASE job"))
             }
         });
         if let Err(err) = step {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(err);
+            let _ = run_cached(conn, "ROLLBACK");
+            return Err(err.into());
         }
     }
-    if let Err(err) = conn.execute_batch("COMMIT") {
+    if let Err(err) = run_cached(conn, "COMMIT") {
         tracing::error!(error = %err, "commit failed; rolling the batch back");
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = run_cached(conn, "ROLLBACK");
         return Err(err.into());
     }
-    Ok(())
-}
-
-/// One statement from the connection's cache: the savepoint statements run
-/// twice per write and need not be parsed each time.
-fn run_statement(conn: &Connection, sql: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
