@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::calibrate::Calibration;
 use crate::load::Outcome;
-use crate::server::Rss;
+use crate::server::Usage;
 use crate::webhooks::Delivery;
 use crate::{Params, Result};
 
@@ -21,7 +21,7 @@ pub struct Row {
     pub name: String,
     pub outcome: Outcome,
     /// The measured process's memory over the scenario.
-    pub rss: Rss,
+    pub usage: Usage,
     /// The size of one answer's body.
     pub response_bytes: usize,
 }
@@ -30,19 +30,19 @@ impl Row {
     /// A later round of the same scenario added to this one.
     pub fn merge(&mut self, later: Row) {
         self.outcome.merge(later.outcome);
-        self.rss.merge(later.rss);
+        self.usage.merge(later.usage);
     }
 
     /// Server CPU time per answered request: steadier than requests/s on a
     /// machine whose speed varies, and what an optimisation changes.
     pub fn cpu_micros_per_request(&self) -> f64 {
-        self.micros_per_request(self.rss.cpu_seconds)
+        self.micros_per_request(self.usage.cpu_seconds)
     }
 
     /// The load generator's CPU time per answered request: with the server
     /// on the same cores, what it spends is not the server's to spend.
     pub fn client_cpu_micros_per_request(&self) -> f64 {
-        self.micros_per_request(self.rss.client_cpu_seconds)
+        self.micros_per_request(self.usage.client_cpu_seconds)
     }
 
     fn micros_per_request(&self, seconds: f64) -> f64 {
@@ -58,7 +58,7 @@ impl Row {
             o.latencies.quantile_ms(0.99),
             o.latencies.quantile_ms(0.999),
             errors_text(o),
-            mb(self.rss.max_kib),
+            mb(self.usage.max_kib),
             self.cpu_micros_per_request(),
             self.client_cpu_micros_per_request(),
         )
@@ -78,8 +78,8 @@ impl Row {
             "transport_errors": o.transport_errors,
             "error_statuses": o.statuses.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
             "response_bytes": self.response_bytes,
-            "rss_peak_mb": mb(self.rss.max_kib),
-            "rss_hwm_mb": mb(self.rss.hwm_kib),
+            "rss_peak_mb": mb(self.usage.max_kib),
+            "rss_hwm_mb": mb(self.usage.hwm_kib),
             "server_cpu_us_per_request": self.cpu_micros_per_request(),
             "client_cpu_us_per_request": self.client_cpu_micros_per_request(),
         })
@@ -98,7 +98,7 @@ fn micros_each(seconds: f64, count: u64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct WebhookRow {
     pub delivery: Delivery,
-    pub rss: Rss,
+    pub usage: Usage,
 }
 
 impl WebhookRow {
@@ -106,7 +106,7 @@ impl WebhookRow {
     /// included (one PATCH per delivery to one endpoint, one per ten to
     /// ten).
     pub fn cpu_micros_per_delivery(&self) -> f64 {
-        micros_each(self.rss.cpu_seconds, self.delivery.delivered)
+        micros_each(self.usage.cpu_seconds, self.delivery.delivered)
     }
 
     pub fn summary(&self) -> String {
@@ -124,7 +124,7 @@ impl WebhookRow {
             d.duplicates,
             d.unmatched,
             d.drain.as_secs_f64(),
-            mb(self.rss.max_kib),
+            mb(self.usage.max_kib),
             self.cpu_micros_per_delivery(),
         )
     }
@@ -151,8 +151,8 @@ impl WebhookRow {
             "drain_s": d.drain.as_secs_f64(),
             "drained_after_patches": d.drained,
             "event_to_receipt_ms": latency_json(&d.latencies),
-            "rss_peak_mb": mb(self.rss.max_kib),
-            "rss_hwm_mb": mb(self.rss.hwm_kib),
+            "rss_peak_mb": mb(self.usage.max_kib),
+            "rss_hwm_mb": mb(self.usage.hwm_kib),
         })
     }
 }
@@ -468,7 +468,7 @@ impl Run {
                 row.response_bytes,
                 row.cpu_micros_per_request(),
                 row.client_cpu_micros_per_request(),
-                mb(row.rss.max_kib),
+                mb(row.usage.max_kib),
                 if row.key == "ceiling" {
                     " (ceiling process)"
                 } else {
@@ -512,7 +512,7 @@ impl Run {
                 d.drained,
                 d.drain.as_secs_f64(),
                 row.cpu_micros_per_delivery(),
-                mb(row.rss.max_kib),
+                mb(row.usage.max_kib),
             );
         }
         let _ = write!(

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use crate::calibrate;
 use crate::load::{self, Call, Target, Until, Workload};
 use crate::report::{self, Row, Run, WebhookRow};
-use crate::server::{self, FileSizePeak, Process, RssSampler};
+use crate::server::{self, FileSizePeak, Process, UsageSampler};
 use crate::{Params, Result, Scenario, webhooks};
 
 /// What every scenario against the server shares.
@@ -155,7 +155,7 @@ fn pick<'a>(ids: &'a [String], rng: &mut StdRng) -> &'a str {
 async fn scenario<W: Workload>(
     target: &Target,
     params: &Params,
-    sampler: &RssSampler,
+    sampler: &UsageSampler,
     key: &'static str,
     name: &str,
     workload: Arc<W>,
@@ -188,7 +188,7 @@ async fn scenario<W: Workload>(
         key,
         name: name.to_owned(),
         outcome,
-        rss: sampler.take(),
+        usage: sampler.take(),
         response_bytes: body.len(),
     };
     eprintln!("bench:   {}", row.summary());
@@ -245,7 +245,7 @@ pub async fn run_all(params: Params) -> Result<()> {
         dir.path(),
     )?;
     let ceiling_target = Target::new(ceiling_process.addr, None)?;
-    let ceiling_sampler = RssSampler::start(ceiling_process.pid());
+    let ceiling_sampler = UsageSampler::start(ceiling_process.pid());
     let ceiling_workload = Arc::new(GetById {
         ids: Arc::new(
             (0..10_000u64)
@@ -292,7 +292,7 @@ pub async fn run_all(params: Params) -> Result<()> {
         dir.path(),
     )?;
     let target = Target::new(endusers.addr, Some(&key))?;
-    let sampler = RssSampler::start(endusers.pid());
+    let sampler = UsageSampler::start(endusers.pid());
     // The log beside the database, read the way the server reads the URL;
     // a relative path is the server's, which runs in `dir`.
     let sqlite_log = endusers_store::sqlite::path_from_url(&database_url).map(|db| {
@@ -331,7 +331,7 @@ pub async fn run_all(params: Params) -> Result<()> {
         key: "load",
         name: format!("load {} users (POST)", params.users),
         outcome: loaded,
-        rss: sampler.take(),
+        usage: sampler.take(),
         response_bytes: 0,
     };
     eprintln!("bench:   {}", load_row.summary());
@@ -470,7 +470,7 @@ pub async fn run_all(params: Params) -> Result<()> {
                 webhooks::measure(&bench, receiver_addr, &receiver, endpoints, offered).await?;
             let row = WebhookRow {
                 delivery,
-                rss: sampler.take(),
+                usage: sampler.take(),
             };
             eprintln!("bench:   {}", row.summary());
             deliveries.push(row);

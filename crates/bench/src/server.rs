@@ -230,9 +230,10 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// Samples a process's VmRSS every 50 ms, keeping the highest value since
-/// the last [`RssSampler::take`].
-pub struct RssSampler {
+/// What a process (and, beside it, this one) used between two calls of
+/// [`UsageSampler::take`]: its highest VmRSS, sampled every 50 ms, and the
+/// CPU time of both.
+pub struct UsageSampler {
     pid: u32,
     peak: Peak,
     /// The process's CPU time at the last take, in clock ticks.
@@ -258,7 +259,7 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
 
 /// Memory and CPU time over one scenario.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Rss {
+pub struct Usage {
     /// The highest VmRSS sampled during the scenario.
     pub max_kib: u64,
     /// CPU seconds the process used during the scenario.
@@ -270,9 +271,9 @@ pub struct Rss {
     pub hwm_kib: u64,
 }
 
-impl Rss {
+impl Usage {
     /// These figures and a later scenario's, as one scenario.
-    pub fn merge(&mut self, later: Rss) {
+    pub fn merge(&mut self, later: Usage) {
         self.max_kib = self.max_kib.max(later.max_kib);
         self.hwm_kib = later.hwm_kib;
         self.cpu_seconds += later.cpu_seconds;
@@ -312,7 +313,7 @@ impl Drop for Peak {
     }
 }
 
-impl RssSampler {
+impl UsageSampler {
     pub fn start(pid: u32) -> Self {
         Self {
             pid,
@@ -322,8 +323,8 @@ impl RssSampler {
         }
     }
 
-    /// The peak since the last call, and resets it.
-    pub fn take(&self) -> Rss {
+    /// What was used since the last call, and starts over.
+    pub fn take(&self) -> Usage {
         let (rss, hwm) = memory_kib(self.pid).unwrap_or_default();
         let sampled = self.peak.max.swap(rss, Ordering::Relaxed);
         let seconds_since = |pid: u32, last: &AtomicU64| {
@@ -331,7 +332,7 @@ impl RssSampler {
             let before = last.swap(ticks, Ordering::Relaxed);
             ticks.saturating_sub(before) as f64 / TICKS_PER_SECOND
         };
-        Rss {
+        Usage {
             max_kib: sampled.max(rss),
             hwm_kib: hwm,
             cpu_seconds: seconds_since(self.pid, &self.cpu_ticks),
