@@ -26,6 +26,7 @@ use endusers_core::{
     AgentHandle, AgentId, Channel, Conversation, EndUser, EndUserId, ExternalId, OutboxEvent,
     Timestamp,
 };
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
@@ -105,6 +106,13 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     // system call per page.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -16_000)?;
+    // SQLite plans a statement for the values bound when it is prepared
+    // where they matter (a `LIMIT ?` is planned as that number), and then
+    // prepares it again whenever another value is bound: the deliveries
+    // claimed per endpoint change from one claim to the next, and so did
+    // the plan, every time. Our statements are written for their indexes;
+    // one plan per statement is what they need.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -568,5 +576,77 @@ impl Store for SqliteStore {
             }
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    /// A statement whose `LIMIT` is bound keeps its plan when the limit
+    /// changes, instead of being prepared again for each new value.
+    #[test]
+    fn a_new_limit_does_not_prepare_the_statement_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::open_connection(&dir.path().join("t.db"), false).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (k INTEGER PRIMARY KEY);
+             INSERT INTO t VALUES (1), (2), (3), (4);",
+        )
+        .unwrap();
+        let mut stmt = conn
+            .prepare("SELECT k FROM t WHERE k >= ?1 ORDER BY k LIMIT ?2")
+            .unwrap();
+        for limit in 1..=3_i64 {
+            let rows: Vec<i64> = stmt
+                .query_map([1, limit], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(rows.len(), usize::try_from(limit).unwrap());
+        }
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+    }
+
+    /// With one plan per statement (above), the partial indexes still
+    /// serve the lookups made with bound values, which imply their
+    /// conditions whatever the values are.
+    #[test]
+    fn bound_lookups_still_use_the_partial_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::open_connection(&dir.path().join("t.db"), false).unwrap();
+        super::migrations::run(&mut conn).unwrap();
+        for (sql, index) in [
+            (
+                "SELECT id FROM end_users WHERE agent_id = ?1 AND external_id = ?2",
+                "end_users_by_external_id",
+            ),
+            (
+                "SELECT agent_id, id FROM end_users WHERE orphan_until <= ?1 LIMIT ?2",
+                "end_users_orphans",
+            ),
+            (
+                "SELECT id FROM conversations WHERE agent_id = ?1 AND end_user_id = ?2",
+                "conversations_by_end_user",
+            ),
+            (
+                "SELECT message_id FROM webhook_deliveries
+                 WHERE endpoint_id = ?1 AND state = 0 AND next_attempt_at <= ?2
+                 ORDER BY next_attempt_at LIMIT ?3",
+                "webhook_deliveries_due",
+            ),
+        ] {
+            let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let unbound = std::iter::repeat_n(rusqlite::types::Null, explain.parameter_count());
+            let plan: Vec<String> = explain
+                .query_map(rusqlite::params_from_iter(unbound), |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 }
