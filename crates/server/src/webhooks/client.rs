@@ -3,6 +3,7 @@
 //! are the addresses dialled, so a name cannot pass a check and then be
 //! re-resolved to something private. Redirects are never followed.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -59,5 +60,66 @@ pub fn check_literal_address(url: &str, allow_insecure: bool) -> Result<(), Stri
             Err(format!("{ip} is not a public address"))
         }
         _ => Ok(()),
+    }
+}
+
+/// Distinct URLs remembered at most; past this the memory starts over
+/// (endpoints are few, so only URLs changed many times fill it).
+const MAX_TARGETS: usize = 1024;
+
+/// Endpoint URLs checked ([`check_literal_address`]) and parsed once, not
+/// once per delivery: the deliveries of a claim go to a few URLs, over and
+/// over. Keyed by the URL's text, so an endpoint whose URL changes is
+/// checked again under its new one.
+#[derive(Default)]
+pub struct Targets {
+    checked: HashMap<String, Result<reqwest::Url, String>>,
+}
+
+impl Targets {
+    /// Where a delivery to `url` goes, or why it cannot go there.
+    pub fn get(&mut self, url: &str, allow_insecure: bool) -> Result<reqwest::Url, String> {
+        if let Some(target) = self.checked.get(url) {
+            return target.clone();
+        }
+        if self.checked.len() >= MAX_TARGETS {
+            self.checked.clear();
+        }
+        let target = check_literal_address(url, allow_insecure).and_then(|()| {
+            reqwest::Url::parse(url).map_err(|e| format!("the endpoint's URL does not parse: {e}"))
+        });
+        self.checked.insert(url.to_owned(), target.clone());
+        target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Targets;
+
+    #[test]
+    fn a_url_is_checked_once_and_answered_the_same_after() {
+        let mut targets = Targets::default();
+        let url = "https://hooks.example.com/in?token=t";
+        let first = targets.get(url, false).unwrap();
+        assert_eq!(first.as_str(), url);
+        assert_eq!(targets.get(url, false).unwrap(), first);
+        assert_eq!(targets.checked.len(), 1);
+        // Refusals are remembered too, and say why.
+        let private = "https://10.0.0.1/in";
+        let refused = targets.get(private, false).unwrap_err();
+        assert!(refused.contains("not a public address"), "{refused}");
+        assert_eq!(targets.get(private, false).unwrap_err(), refused);
+    }
+
+    #[test]
+    fn the_memory_starts_over_when_full() {
+        let mut targets = Targets::default();
+        for n in 0..=super::MAX_TARGETS {
+            targets
+                .get(&format!("https://hooks.example.com/{n}"), false)
+                .unwrap();
+        }
+        assert_eq!(targets.checked.len(), 1);
     }
 }

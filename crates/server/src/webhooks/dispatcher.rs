@@ -108,6 +108,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     // that follows it), so a delivery in flight is never handed out twice;
     // after a crash it is taken again once they lapse.
     let lease = settings.timeout * 2;
+    let mut targets = client::Targets::default();
 
     loop {
         let claim = lock(&in_flight).claim(&settings);
@@ -124,6 +125,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                     took = deliveries.len();
                     lock(&in_flight).start(&deliveries);
                     for delivery in deliveries {
+                        let target = targets.get(&delivery.url, settings.allow_insecure);
                         let task = Attempt {
                             state: state.clone(),
                             client: client.clone(),
@@ -131,7 +133,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                             records: records.clone(),
                             wakeup: Arc::clone(&state.webhook_wakeup),
                         };
-                        tokio::spawn(task.deliver(delivery));
+                        tokio::spawn(task.deliver(delivery, target));
                     }
                 }
                 Err(err) => tracing::error!(error = %err, "claiming webhook deliveries failed"),
@@ -198,13 +200,27 @@ struct Outcome {
     retry_after: Option<Duration>,
 }
 
+impl Outcome {
+    /// No answer: the request was not made, or got none.
+    fn failed(error: String) -> Self {
+        Self {
+            status: None,
+            error: Some(error),
+            retry_after: None,
+        }
+    }
+}
+
 impl Attempt {
-    async fn deliver(self, mut delivery: Delivery) {
+    async fn deliver(self, mut delivery: Delivery, target: Result<reqwest::Url, String>) {
         let settings = &self.state.config.webhooks;
         let started = Instant::now();
         // The body moves into the request; nothing after the send needs it.
         let payload = std::mem::take(&mut delivery.payload);
-        let outcome = self.send(&delivery, payload).await;
+        let outcome = match target {
+            Ok(url) => self.send(url, &delivery, payload).await,
+            Err(refused) => Outcome::failed(refused),
+        };
         let at = self.state.clock.now();
         let attempt = delivery.attempts + 1;
         let next = next_step(&outcome, attempt, at, &settings.retry_schedule);
@@ -232,23 +248,15 @@ impl Attempt {
         self.wakeup.notify_one();
     }
 
-    async fn send(&self, delivery: &Delivery, payload: String) -> Outcome {
-        let failed = |error: String| Outcome {
-            status: None,
-            error: Some(error),
-            retry_after: None,
-        };
-        let settings = &self.state.config.webhooks;
-        if let Err(refused) = client::check_literal_address(&delivery.url, settings.allow_insecure)
-        {
-            return failed(refused);
-        }
+    async fn send(&self, url: reqwest::Url, delivery: &Delivery, payload: String) -> Outcome {
         let mut secrets = Vec::with_capacity(2);
         for text in std::iter::once(&delivery.secret).chain(delivery.previous_secret.as_ref()) {
             match EndpointSecret::parse(text.expose()) {
                 Ok(secret) => secrets.push(secret),
                 Err(err) => {
-                    return failed(format!("the endpoint's signing secret is unusable: {err}"));
+                    return Outcome::failed(format!(
+                        "the endpoint's signing secret is unusable: {err}"
+                    ));
                 }
             }
         }
@@ -259,7 +267,7 @@ impl Attempt {
         let timestamp = timestamp.to_string();
         let request = self
             .client
-            .post(&delivery.url)
+            .post(url)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header("webhook-id", &delivery.message_id)
             .header("webhook-timestamp", &timestamp)
@@ -284,7 +292,7 @@ impl Attempt {
                     retry_after,
                 }
             }
-            Err(err) => failed(describe(&err)),
+            Err(err) => Outcome::failed(describe(&err)),
         }
     }
 }
