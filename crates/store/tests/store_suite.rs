@@ -780,6 +780,56 @@ async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
     );
 }
 
+/// Within one batch of records, each outcome counts in order: the last one
+/// for an endpoint decides whether it is failing, however many successes
+/// came before.
+async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) {
+    let a = f.default_agent().await;
+    f.store
+        .create_webhook(endpoint(a, "ep_1", &[]))
+        .await
+        .unwrap();
+    for n in 0..5 {
+        let events = vec![event(&format!("msg_{n}"), EventType::EndUserCreated, NOW)];
+        f.store
+            .create_end_user(f.user(a, json!({})), Vec::new(), events)
+            .await
+            .unwrap();
+    }
+    let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
+    let d = f
+        .store
+        .claim_deliveries(NOW, lease, room(10, &[]))
+        .await
+        .unwrap();
+    assert_eq!(d.len(), 5);
+    let retry = NextStep::RetryAt(NOW.saturating_add(std::time::Duration::from_secs(60)));
+    let failing_since = async || {
+        f.store
+            .get_webhook(a, "ep_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .failing_since
+    };
+    // Delivered, failed, delivered: healthy.
+    let batch = vec![
+        record(&d[0], NextStep::Delivered, NOW),
+        record(&d[1], retry.clone(), NOW),
+        record(&d[2], NextStep::Delivered, NOW),
+    ];
+    f.store.record_attempts(batch, NOW).await.unwrap();
+    assert_eq!(failing_since().await, None);
+    // Delivered, failed: failing since the failure.
+    let later = NOW.saturating_add(std::time::Duration::from_secs(1));
+    let batch = vec![
+        record(&d[3], NextStep::Delivered, later),
+        record(&d[4], retry, later),
+    ];
+    f.store.record_attempts(batch, NOW).await.unwrap();
+    assert_eq!(failing_since().await, Some(later));
+}
+
 async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
     let a = f.default_agent().await;
     for id in ["ep_a", "ep_b", "ep_c"] {
@@ -1063,6 +1113,7 @@ suite!(sqlite:
     resealing_replaces_only_values_not_rewritten_meanwhile,
     events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction,
     attempts_move_deliveries_and_track_the_failing_streak,
+    the_last_attempt_of_a_batch_decides_the_failing_streak,
     backlogged_endpoints_take_turns_when_room_runs_out,
     a_week_of_failures_disables_the_endpoint_and_recover_requeues,
     gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue,

@@ -1,5 +1,7 @@
 //! Webhook endpoints, the outbox, deliveries and attempts.
 
+use std::collections::HashSet;
+
 use endusers_core::{AgentId, OutboxEvent, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -283,6 +285,10 @@ pub(super) fn record_attempts(
     records: &[AttemptRecord],
     disable_if_failing_since: Timestamp,
 ) -> Result<(), StoreError> {
+    // Endpoints whose failing streak this batch has already cleared, with
+    // no failure since: clearing it again would look the endpoint up for
+    // nothing, once per delivery.
+    let mut cleared: HashSet<&str> = HashSet::new();
     for r in records {
         conn.prepare_cached(
             "INSERT INTO webhook_attempts
@@ -311,7 +317,9 @@ pub(super) fn record_attempts(
         )?
         .execute(params![r.endpoint_id, r.message_id, state, r.attempt, next_at.as_micros()])?;
         match &r.next {
+            NextStep::Delivered if cleared.contains(r.endpoint_id.as_str()) => {}
             NextStep::Delivered => {
+                cleared.insert(&r.endpoint_id);
                 conn.prepare_cached(
                     "UPDATE webhook_endpoints SET failing_since = NULL
                      WHERE agent_id = ?1 AND id = ?2 AND failing_since IS NOT NULL",
@@ -319,6 +327,7 @@ pub(super) fn record_attempts(
                 .execute(params![r.agent_id.0, r.endpoint_id])?;
             }
             NextStep::DisableEndpoint(reason) => {
+                cleared.remove(r.endpoint_id.as_str());
                 conn.prepare_cached(
                     "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?4, updated_at = ?3,
                          failing_since = COALESCE(failing_since, ?3)
@@ -327,6 +336,7 @@ pub(super) fn record_attempts(
                 .execute(params![r.agent_id.0, r.endpoint_id, r.at.as_micros(), reason])?;
             }
             NextStep::RetryAt(_) | NextStep::GiveUp => {
+                cleared.remove(r.endpoint_id.as_str());
                 conn.prepare_cached(
                     "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?3)
                      WHERE agent_id = ?1 AND id = ?2",
