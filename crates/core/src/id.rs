@@ -37,15 +37,47 @@ impl EndUserId {
     }
 }
 
+impl EndUserId {
+    /// The id's text, written on the stack: ids are written into every
+    /// answer, query and event, and this needs neither an allocation nor
+    /// the formatting machinery.
+    pub fn text(self) -> IdText {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 24];
+        for (n, digit) in text.iter_mut().enumerate() {
+            let shift = 4 * (23 - n);
+            *digit = HEX[((self.0 >> shift) & 0xf) as usize];
+        }
+        IdText(text)
+    }
+}
+
+/// An id as its 24 lowercase hex characters (see [`EndUserId::text`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IdText([u8; 24]);
+
+impl IdText {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for IdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 impl fmt::Display for EndUserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:024x}", self.0)
+        f.pad(self.text().as_str())
     }
 }
 
 impl serde::Serialize for EndUserId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(self.text().as_str())
     }
 }
 
@@ -117,6 +149,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_text_is_the_hex_of_the_96_bits_and_parses_back(bits in any::<u128>()) {
+            let id = EndUserId(bits & MASK_96);
+            let text = id.text();
+            prop_assert_eq!(text.as_str(), format!("{:024x}", bits & MASK_96));
+            prop_assert_eq!(id.to_string(), text.as_str());
+            prop_assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{}\"", text.as_str()));
+            prop_assert_eq!(EndUserId::parse(text.as_str()), Some(id));
+        }
+
         #[test]
         fn ids_strictly_increase_even_when_time_repeats_or_steps_back(
             steps in prop::collection::vec((0i64..5, any::<u64>()), 1..200)

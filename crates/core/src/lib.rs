@@ -58,7 +58,7 @@ pub use end_user::{EndUser, Profile, SystemProperties};
 pub use error::FieldError;
 pub use events::{EventType, OutboxEvent};
 pub use external_id::ExternalId;
-pub use id::{EndUserId, IdGenerator};
+pub use id::{EndUserId, IdGenerator, IdText};
 pub use language::LanguageTag;
 pub use metadata::{Metadata, MetadataPatch, MetadataValue};
 pub use rate_limit::{Decision, RatePolicy, Window};

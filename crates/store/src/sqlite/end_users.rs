@@ -1,8 +1,8 @@
 //! End-user rows.
 
 use endusers_core::{
-    AgentId, AvatarUrl, Email, EndUser, EndUserId, ExternalId, LanguageTag, Metadata, Profile,
-    ProfileText, SystemProperties, Timestamp,
+    AgentId, AvatarUrl, Email, EndUser, EndUserId, ExternalId, IdText, LanguageTag, Metadata,
+    Profile, ProfileText, SystemProperties, Timestamp,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
@@ -75,7 +75,7 @@ fn write_row(conn: &Connection, sql: &str, user: &EndUser) -> rusqlite::Result<u
     let p = &user.profile;
     conn.prepare_cached(sql)?.execute(params![
         user.agent_id.0,
-        user.end_user_id.to_string(),
+        user.end_user_id.text().as_str(),
         user.external_id.as_ref().map(ExternalId::as_str),
         p.first_name.as_ref().map(ProfileText::as_str),
         p.last_name.as_ref().map(ProfileText::as_str),
@@ -96,10 +96,11 @@ fn write_row(conn: &Connection, sql: &str, user: &EndUser) -> rusqlite::Result<u
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<EndUser> {
-    let id: String = row.get(1)?;
-    let end_user_id = EndUserId::parse(&id).ok_or_else(|| super::unreadable(1, "end user id"))?;
-    let metadata: String = row.get(9)?;
-    let metadata = Metadata::from_json(&metadata).map_err(|_| super::unreadable(9, "metadata"))?;
+    // Both are parsed from the row's own text, not from a copy of it.
+    let end_user_id = EndUserId::parse(row.get_ref(1)?.as_str()?)
+        .ok_or_else(|| super::unreadable(1, "end user id"))?;
+    let metadata = Metadata::from_json(row.get_ref(9)?.as_str()?)
+        .map_err(|_| super::unreadable(9, "metadata"))?;
     Ok(EndUser {
         agent_id: AgentId(row.get(0)?),
         end_user_id,
@@ -182,7 +183,7 @@ pub(super) fn get(
 ) -> Result<Option<EndUser>, StoreError> {
     Ok(conn
         .prepare_cached(BY_ID)?
-        .query_row(params![agent.0, id.to_string()], from_row)
+        .query_row(params![agent.0, id.text().as_str()], from_row)
         .optional()?)
 }
 
@@ -193,7 +194,8 @@ pub(super) fn list(
     limit: usize,
 ) -> Result<Vec<EndUser>, StoreError> {
     // An empty string sorts before every id, so "no cursor" is "from the start".
-    let from = from.map(|id| id.to_string()).unwrap_or_default();
+    let from = from.map(EndUserId::text);
+    let from = from.as_ref().map_or("", IdText::as_str);
     let limit = super::sql_limit(limit);
     let mut stmt = conn.prepare_cached(PAGE)?;
     let users = stmt
