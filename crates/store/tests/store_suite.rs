@@ -69,6 +69,18 @@ impl Fixture {
             Created::New(user) | Created::Existing(user) => user,
         }
     }
+
+    /// Creates `count` users, each with one `end_user.created` event
+    /// (`msg_0`, `msg_1`, …): as many deliveries to each endpoint.
+    async fn users_with_events(&self, agent: AgentId, count: usize) {
+        for n in 0..count {
+            let events = vec![event(&format!("msg_{n}"), EventType::EndUserCreated, NOW)];
+            self.store
+                .create_end_user(self.user(agent, json!({})), Vec::new(), events)
+                .await
+                .unwrap();
+        }
+    }
 }
 
 fn rand_u64() -> u64 {
@@ -789,13 +801,7 @@ async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) {
         .create_webhook(endpoint(a, "ep_1", &[]))
         .await
         .unwrap();
-    for n in 0..5 {
-        let events = vec![event(&format!("msg_{n}"), EventType::EndUserCreated, NOW)];
-        f.store
-            .create_end_user(f.user(a, json!({})), Vec::new(), events)
-            .await
-            .unwrap();
-    }
+    f.users_with_events(a, 5).await;
     let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
     let d = f
         .store
@@ -836,13 +842,7 @@ async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
         f.store.create_webhook(endpoint(a, id, &[])).await.unwrap();
     }
     // Three events, each a delivery to every endpoint.
-    for n in 0..3 {
-        let events = vec![event(&format!("msg_{n}"), EventType::EndUserCreated, NOW)];
-        f.store
-            .create_end_user(f.user(a, json!({})), Vec::new(), events)
-            .await
-            .unwrap();
-    }
+    f.users_with_events(a, 3).await;
     let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
     // Room for two at a time; every delivery is answered at once, so each
     // claim finds every endpoint with free slots again.
