@@ -35,9 +35,7 @@ impl EndUserId {
     pub fn created_millis(self) -> i64 {
         i64::try_from(self.0 >> 48).unwrap_or(i64::MAX)
     }
-}
 
-impl EndUserId {
     /// The id's text, written on the stack: ids are written into every
     /// answer, query and event, and this needs neither an allocation nor
     /// the formatting machinery.
