@@ -50,9 +50,9 @@ pub fn build(settings: &WebhookSettings) -> Result<reqwest::Client, reqwest::Err
         .build()
 }
 
-/// The check made before every send, for what the resolver never sees: a
-/// URL whose host is an IP literal.
-pub fn check_literal_address(url: &str, allow_insecure: bool) -> Result<(), String> {
+/// The check made before sending to a URL, for what the resolver never
+/// sees: a URL whose host is an IP literal.
+fn check_literal_address(url: &str, allow_insecure: bool) -> Result<(), String> {
     let (_, host, _) = ssrf::check_url_syntax(url, allow_insecure).map_err(|e| e.to_string())?;
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     match literal.parse::<std::net::IpAddr>() {
@@ -71,21 +71,29 @@ const MAX_TARGETS: usize = 1024;
 /// once per delivery: the deliveries of a claim go to a few URLs, over and
 /// over. Keyed by the URL's text, so an endpoint whose URL changes is
 /// checked again under its new one.
-#[derive(Default)]
 pub struct Targets {
+    /// The setting every check is made under, fixed for the process.
+    allow_insecure: bool,
     checked: HashMap<String, Result<reqwest::Url, String>>,
 }
 
 impl Targets {
+    pub fn new(allow_insecure: bool) -> Self {
+        Self {
+            allow_insecure,
+            checked: HashMap::new(),
+        }
+    }
+
     /// Where a delivery to `url` goes, or why it cannot go there.
-    pub fn get(&mut self, url: &str, allow_insecure: bool) -> Result<reqwest::Url, String> {
+    pub fn get(&mut self, url: &str) -> Result<reqwest::Url, String> {
         if let Some(target) = self.checked.get(url) {
             return target.clone();
         }
         if self.checked.len() >= MAX_TARGETS {
             self.checked.clear();
         }
-        let target = check_literal_address(url, allow_insecure).and_then(|()| {
+        let target = check_literal_address(url, self.allow_insecure).and_then(|()| {
             reqwest::Url::parse(url).map_err(|e| format!("the endpoint's URL does not parse: {e}"))
         });
         self.checked.insert(url.to_owned(), target.clone());
@@ -99,25 +107,27 @@ mod tests {
 
     #[test]
     fn a_url_is_checked_once_and_answered_the_same_after() {
-        let mut targets = Targets::default();
+        let mut targets = Targets::new(false);
         let url = "https://hooks.example.com/in?token=t";
-        let first = targets.get(url, false).unwrap();
+        let first = targets.get(url).unwrap();
         assert_eq!(first.as_str(), url);
-        assert_eq!(targets.get(url, false).unwrap(), first);
+        assert_eq!(targets.get(url).unwrap(), first);
         assert_eq!(targets.checked.len(), 1);
         // Refusals are remembered too, and say why.
         let private = "https://10.0.0.1/in";
-        let refused = targets.get(private, false).unwrap_err();
+        let refused = targets.get(private).unwrap_err();
         assert!(refused.contains("not a public address"), "{refused}");
-        assert_eq!(targets.get(private, false).unwrap_err(), refused);
+        assert_eq!(targets.get(private).unwrap_err(), refused);
+        // Unless insecure targets are allowed.
+        assert!(Targets::new(true).get(private).is_ok());
     }
 
     #[test]
     fn the_memory_starts_over_when_full() {
-        let mut targets = Targets::default();
+        let mut targets = Targets::new(false);
         for n in 0..=super::MAX_TARGETS {
             targets
-                .get(&format!("https://hooks.example.com/{n}"), false)
+                .get(&format!("https://hooks.example.com/{n}"))
                 .unwrap();
         }
         assert_eq!(targets.checked.len(), 1);

@@ -108,7 +108,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     // that follows it), so a delivery in flight is never handed out twice;
     // after a crash it is taken again once they lapse.
     let lease = settings.timeout * 2;
-    let mut targets = client::Targets::default();
+    let mut targets = client::Targets::new(settings.allow_insecure);
 
     loop {
         let claim = lock(&in_flight).claim(&settings);
@@ -125,7 +125,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                     took = deliveries.len();
                     lock(&in_flight).start(&deliveries);
                     for delivery in deliveries {
-                        let target = targets.get(&delivery.url, settings.allow_insecure);
+                        let target = targets.get(&delivery.url);
                         let task = Attempt {
                             state: state.clone(),
                             client: client.clone(),
