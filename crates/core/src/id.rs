@@ -16,6 +16,10 @@ pub struct EndUserId(u128);
 const MASK_96: u128 = (1 << 96) - 1;
 
 impl EndUserId {
+    /// The smallest id: it sorts before every id made, so a listing from it
+    /// starts at the beginning.
+    pub const MIN: Self = Self(0);
+
     /// Accepts exactly 24 lowercase hex characters; anything else cannot be
     /// an id this server made.
     pub fn parse(raw: &str) -> Option<Self> {
@@ -155,6 +159,8 @@ mod tests {
             prop_assert_eq!(id.to_string(), text.as_str());
             prop_assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{}\"", text.as_str()));
             prop_assert_eq!(EndUserId::parse(text.as_str()), Some(id));
+            // Listings bind the text, so the smallest id's sorts first there too.
+            prop_assert!(EndUserId::MIN.text().as_str() <= text.as_str());
         }
 
         #[test]

@@ -1,7 +1,7 @@
 //! Channels, conversations, and the end-user lifecycle they drive.
 
 use endusers_core::{
-    AgentId, Channel, Conversation, ConversationStatus, EndUserId, Modality, OutboxEvent,
+    AgentId, Channel, Conversation, ConversationStatus, EndUserId, IdText, Modality, OutboxEvent,
     ScalarMap, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -17,17 +17,12 @@ macro_rules! channel_columns {
     };
 }
 
-fn parse_id(column: usize, raw: &str) -> rusqlite::Result<EndUserId> {
-    EndUserId::parse(raw).ok_or_else(|| super::unreadable(column, "id"))
-}
-
 fn channel_from_row(row: &Row<'_>) -> rusqlite::Result<Channel> {
-    let id: String = row.get(1)?;
     let modality: String = row.get(4)?;
     let metadata: String = row.get(5)?;
     Ok(Channel {
         agent_id: AgentId(row.get(0)?),
-        id: parse_id(1, &id)?,
+        id: super::id_at(row, 1)?,
         name: row.get(2)?,
         description: row.get(3)?,
         kind: "custom",
@@ -47,7 +42,7 @@ pub(super) fn create_channel(conn: &Connection, channel: &Channel) -> Result<(),
     ))?
     .execute(params![
         channel.agent_id.0,
-        channel.id.to_string(),
+        channel.id.text().as_str(),
         channel.name,
         channel.description,
         channel.modality.as_str(),
@@ -69,7 +64,7 @@ pub(super) fn get_channel(
             channel_columns!(),
             " FROM channels WHERE agent_id = ?1 AND id = ?2"
         ))?
-        .query_row(params![agent.0, id.to_string()], channel_from_row)
+        .query_row(params![agent.0, id.text().as_str()], channel_from_row)
         .optional()?)
 }
 
@@ -79,7 +74,7 @@ pub(super) fn list_channels(
     from: Option<EndUserId>,
     limit: usize,
 ) -> Result<Vec<Channel>, StoreError> {
-    let from = from.map(|id| id.to_string()).unwrap_or_default();
+    let from = from.unwrap_or(EndUserId::MIN).text();
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
         channel_columns!(),
@@ -87,7 +82,7 @@ pub(super) fn list_channels(
     ))?;
     let rows = stmt
         .query_map(
-            params![agent.0, from, super::sql_limit(limit)],
+            params![agent.0, from.as_str(), super::sql_limit(limit)],
             channel_from_row,
         )?
         .collect::<Result<_, _>>()?;
@@ -103,18 +98,12 @@ macro_rules! conversation_columns {
 }
 
 fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
-    let id: String = row.get(1)?;
-    let channel_id: String = row.get(2)?;
-    let end_user_id: Option<String> = row.get(3)?;
     let metadata: String = row.get(5)?;
     Ok(Conversation {
         agent_id: AgentId(row.get(0)?),
-        id: parse_id(1, &id)?,
-        channel_id: parse_id(2, &channel_id)?,
-        end_user_id: end_user_id
-            .as_deref()
-            .map(|raw| parse_id(3, raw))
-            .transpose()?,
+        id: super::id_at(row, 1)?,
+        channel_id: super::id_at(row, 2)?,
+        end_user_id: super::optional_id_at(row, 3)?,
         status: if row.get::<_, bool>(4)? {
             ConversationStatus::Ended
         } else {
@@ -128,11 +117,12 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
 }
 
 fn write_conversation(conn: &Connection, sql: &str, c: &Conversation) -> rusqlite::Result<usize> {
+    let end_user_id = c.end_user_id.map(EndUserId::text);
     conn.prepare_cached(sql)?.execute(params![
         c.agent_id.0,
-        c.id.to_string(),
-        c.channel_id.to_string(),
-        c.end_user_id.map(|id| id.to_string()),
+        c.id.text().as_str(),
+        c.channel_id.text().as_str(),
+        end_user_id.as_ref().map(IdText::as_str),
         c.status == ConversationStatus::Ended,
         c.metadata.to_json(),
         c.created_at.as_micros(),
@@ -153,7 +143,9 @@ pub(super) fn start(
     let c = &new.conversation;
     let channel_exists = conn
         .prepare_cached("SELECT 1 FROM channels WHERE agent_id = ?1 AND id = ?2")?
-        .query_row(params![c.agent_id.0, c.channel_id.to_string()], |_| Ok(()))
+        .query_row(params![c.agent_id.0, c.channel_id.text().as_str()], |_| {
+            Ok(())
+        })
         .optional()?
         .is_some();
     if !channel_exists {
@@ -174,7 +166,7 @@ pub(super) fn start(
                 )?
                 .execute(params![
                     c.agent_id.0,
-                    user_id.to_string(),
+                    user_id.text().as_str(),
                     c.created_at.as_micros()
                 ])?;
             if claimed == 0 {
@@ -206,7 +198,7 @@ pub(super) fn get_conversation(
             conversation_columns!(),
             " FROM conversations WHERE agent_id = ?1 AND id = ?2"
         ))?
-        .query_row(params![agent.0, id.to_string()], conversation_from_row)
+        .query_row(params![agent.0, id.text().as_str()], conversation_from_row)
         .optional()?)
 }
 

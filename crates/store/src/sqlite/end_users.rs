@@ -1,8 +1,8 @@
 //! End-user rows.
 
 use endusers_core::{
-    AgentId, AvatarUrl, Email, EndUser, EndUserId, ExternalId, IdText, LanguageTag, Metadata,
-    Profile, ProfileText, SystemProperties, Timestamp,
+    AgentId, AvatarUrl, Email, EndUser, EndUserId, ExternalId, LanguageTag, Metadata, Profile,
+    ProfileText, SystemProperties, Timestamp,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
@@ -96,14 +96,12 @@ fn write_row(conn: &Connection, sql: &str, user: &EndUser) -> rusqlite::Result<u
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<EndUser> {
-    // Both are parsed from the row's own text, not from a copy of it.
-    let end_user_id = EndUserId::parse(row.get_ref(1)?.as_str()?)
-        .ok_or_else(|| super::unreadable(1, "end user id"))?;
+    // Parsed from the row's own text, not from a copy of it.
     let metadata = Metadata::from_json(row.get_ref(9)?.as_str()?)
         .map_err(|_| super::unreadable(9, "metadata"))?;
     Ok(EndUser {
         agent_id: AgentId(row.get(0)?),
-        end_user_id,
+        end_user_id: super::id_at(row, 1)?,
         external_id: row
             .get::<_, Option<String>>(2)?
             .map(ExternalId::from_stored),
@@ -193,13 +191,11 @@ pub(super) fn list(
     from: Option<EndUserId>,
     limit: usize,
 ) -> Result<Vec<EndUser>, StoreError> {
-    // An empty string sorts before every id, so "no cursor" is "from the start".
-    let from = from.map(EndUserId::text);
-    let from = from.as_ref().map_or("", IdText::as_str);
+    let from = from.unwrap_or(EndUserId::MIN).text();
     let limit = super::sql_limit(limit);
     let mut stmt = conn.prepare_cached(PAGE)?;
     let users = stmt
-        .query_map(params![agent.0, from, limit], from_row)?
+        .query_map(params![agent.0, from.as_str(), limit], from_row)?
         .collect::<Result<_, _>>()?;
     Ok(users)
 }

@@ -27,7 +27,7 @@ use endusers_core::{
     Timestamp,
 };
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, Row};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -230,6 +230,24 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// The id in `column`, parsed from the text where SQLite holds it; one that
+/// does not parse is a damaged row.
+fn id_at(row: &Row<'_>, column: usize) -> rusqlite::Result<EndUserId> {
+    parse_id_at(column, row.get_ref(column)?.as_str()?)
+}
+
+/// [`id_at`] for a column that may be NULL.
+fn optional_id_at(row: &Row<'_>, column: usize) -> rusqlite::Result<Option<EndUserId>> {
+    row.get_ref(column)?
+        .as_str_or_null()?
+        .map(|raw| parse_id_at(column, raw))
+        .transpose()
+}
+
+fn parse_id_at(column: usize, raw: &str) -> rusqlite::Result<EndUserId> {
+    EndUserId::parse(raw).ok_or_else(|| unreadable(column, "id"))
+}
+
 /// The error for a stored value that no longer parses (a damaged row).
 fn unreadable(column: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -365,7 +383,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_end_user(&self, agent: AgentId, id: EndUserId) -> Result<bool, StoreError> {
-        self.write(move |conn| end_users::erase(conn, agent, &id.to_string()))
+        self.write(move |conn| end_users::erase(conn, agent, id.text().as_str()))
             .await
     }
 

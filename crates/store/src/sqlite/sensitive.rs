@@ -22,7 +22,7 @@ pub(super) fn apply(
     end_user: EndUserId,
     changes: &[SensitiveChange],
 ) -> Result<(), StoreError> {
-    let id = end_user.to_string();
+    let id = end_user.text();
     for change in changes {
         match change {
             SensitiveChange::Set(value) => {
@@ -35,7 +35,7 @@ pub(super) fn apply(
                 )?
                 .execute(params![
                     agent.0,
-                    id,
+                    id.as_str(),
                     value.name.as_str(),
                     value.key_id,
                     value.nonce,
@@ -47,7 +47,7 @@ pub(super) fn apply(
                 conn.prepare_cached(
                     "DELETE FROM sensitive_values WHERE agent_id = ?1 AND end_user_id = ?2 AND name = ?3",
                 )?
-                .execute(params![agent.0, id, name.as_str()])?;
+                .execute(params![agent.0, id.as_str(), name.as_str()])?;
             }
         }
     }
@@ -66,7 +66,7 @@ pub(super) fn live(
     )?;
     let rows = stmt
         .query_map(
-            params![agent.0, end_user.to_string(), now.as_micros()],
+            params![agent.0, end_user.text().as_str(), now.as_micros()],
             |row| sealed_from_row(row, 0),
         )?
         .collect::<Result<_, _>>()?;
@@ -102,11 +102,9 @@ pub(super) fn sealed_under_other_keys(
     // it would be read again on every pass and hold up the re-sealing.
     let rows = stmt
         .query_map(params![active_key_id, limit], |row| {
-            let id: String = row.get(1)?;
             Ok(OwnedSealedValue {
                 agent_id: AgentId(row.get(0)?),
-                end_user_id: EndUserId::parse(&id)
-                    .ok_or_else(|| super::unreadable(1, "end user id"))?,
+                end_user_id: super::id_at(row, 1)?,
                 value: sealed_from_row(row, 2)?,
             })
         })?
@@ -129,7 +127,7 @@ pub(super) fn replace_sealed(
             )?
             .execute(params![
                 old.agent_id.0,
-                old.end_user_id.to_string(),
+                old.end_user_id.text().as_str(),
                 old.value.name.as_str(),
                 old.value.nonce,
                 new.key_id,
