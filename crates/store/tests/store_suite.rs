@@ -1264,6 +1264,18 @@ async fn sqlite_damaged_rows_are_errors_not_defaults() {
         .unwrap();
     assert_eq!(left, 0);
 
+    // An id that no longer parses, whether the row's own or a reference.
+    raw.execute(
+        "INSERT INTO end_users (agent_id, id, version, created_at, updated_at)
+         VALUES (?1, 'not-an-id', 1, 0, 0)",
+        [agent.0],
+    )
+    .unwrap();
+    assert!(store.list_end_users(agent, None, 10).await.is_err());
+    raw.execute("DELETE FROM end_users WHERE id = 'not-an-id'", [])
+        .unwrap();
+    assert!(store.list_end_users(agent, None, 10).await.is_ok());
+
     // A rate-limit override that no longer parses: the agent's own limit is
     // not silently replaced by the default.
     store
