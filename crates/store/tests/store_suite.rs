@@ -70,6 +70,14 @@ impl Fixture {
         }
     }
 
+    /// Creates an enabled endpoint `id` subscribed to `filters` (none: all).
+    async fn webhook(&self, agent: AgentId, id: &str, filters: &[&str]) {
+        self.store
+            .create_webhook(endpoint(agent, id, filters))
+            .await
+            .unwrap();
+    }
+
     /// Creates `count` users, each with one `end_user.created` event
     /// (`msg_0`, `msg_1`, …): as many deliveries to each endpoint.
     async fn users_with_events(&self, agent: AgentId, count: usize) {
@@ -622,21 +630,12 @@ async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f:
         .await
         .unwrap()
         .id;
-    f.store
-        .create_webhook(endpoint(a, "ep_all", &[]))
-        .await
-        .unwrap();
-    f.store
-        .create_webhook(endpoint(a, "ep_created", &["v1.end_user.created"]))
-        .await
-        .unwrap();
+    f.webhook(a, "ep_all", &[]).await;
+    f.webhook(a, "ep_created", &["v1.end_user.created"]).await;
     let mut off = endpoint(a, "ep_off", &[]);
     off.enabled = false;
     f.store.create_webhook(off).await.unwrap();
-    f.store
-        .create_webhook(endpoint(b, "ep_b", &[]))
-        .await
-        .unwrap();
+    f.webhook(b, "ep_b", &[]).await;
 
     let user = f.user(a, json!({}));
     let created = event("msg_1", EventType::EndUserCreated, NOW);
@@ -707,14 +706,8 @@ async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f:
 
 async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
     let a = f.default_agent().await;
-    f.store
-        .create_webhook(endpoint(a, "ep_1", &[]))
-        .await
-        .unwrap();
-    f.store
-        .create_webhook(endpoint(a, "ep_busy", &[]))
-        .await
-        .unwrap();
+    f.webhook(a, "ep_1", &[]).await;
+    f.webhook(a, "ep_busy", &[]).await;
     let user = f.user(a, json!({}));
     let events = vec![event("msg_1", EventType::EndUserCreated, NOW)];
     f.store
@@ -797,10 +790,7 @@ async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
 /// came before.
 async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) {
     let a = f.default_agent().await;
-    f.store
-        .create_webhook(endpoint(a, "ep_1", &[]))
-        .await
-        .unwrap();
+    f.webhook(a, "ep_1", &[]).await;
     f.users_with_events(a, 5).await;
     let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
     let d = f
@@ -839,7 +829,7 @@ async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) {
 async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
     let a = f.default_agent().await;
     for id in ["ep_a", "ep_b", "ep_c"] {
-        f.store.create_webhook(endpoint(a, id, &[])).await.unwrap();
+        f.webhook(a, id, &[]).await;
     }
     // Three events, each a delivery to every endpoint.
     f.users_with_events(a, 3).await;
@@ -886,10 +876,7 @@ async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
 
 async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixture) {
     let a = f.default_agent().await;
-    f.store
-        .create_webhook(endpoint(a, "ep_1", &[]))
-        .await
-        .unwrap();
+    f.webhook(a, "ep_1", &[]).await;
     let events = vec![
         event("msg_1", EventType::EndUserCreated, NOW),
         event("msg_2", EventType::EndUserUpdated, NOW),
@@ -972,10 +959,7 @@ async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixtur
 
 async fn gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue(f: Fixture) {
     let a = f.default_agent().await;
-    f.store
-        .create_webhook(endpoint(a, "ep_1", &[]))
-        .await
-        .unwrap();
+    f.webhook(a, "ep_1", &[]).await;
     f.store
         .create_end_user(
             f.user(a, json!({})),
@@ -1006,14 +990,8 @@ async fn gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue(f: Fixtu
 
 async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
     let a = f.default_agent().await;
-    f.store
-        .create_webhook(endpoint(a, "ep_1", &[]))
-        .await
-        .unwrap();
-    f.store
-        .create_webhook(endpoint(a, "ep_2", &["v1.end_user.updated"]))
-        .await
-        .unwrap();
+    f.webhook(a, "ep_1", &[]).await;
+    f.webhook(a, "ep_2", &["v1.end_user.updated"]).await;
     let events = vec![
         event("msg_a", EventType::EndUserCreated, NOW),
         event("msg_b", EventType::EndUserUpdated, NOW),
