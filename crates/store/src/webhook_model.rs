@@ -63,6 +63,9 @@ pub struct Delivery {
     /// Attempts made before this one.
     pub attempts: u32,
     pub message_created_at: Timestamp,
+    /// The message's place in the outbox when it was read through the
+    /// endpoint's cursor; `None` for a delivery row (a retry).
+    pub outbox_seq: Option<i64>,
 }
 
 /// What became of one attempt, as the dispatcher decided it.
@@ -79,6 +82,8 @@ pub struct AttemptRecord {
     pub duration_ms: u64,
     pub at: Timestamp,
     pub next: NextStep,
+    /// The delivery's [`Delivery::outbox_seq`].
+    pub outbox_seq: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -614,11 +614,16 @@ fn record(d: &Delivery, next: NextStep, at: Timestamp) -> AttemptRecord {
         message_id: d.message_id.clone(),
         event_type: d.event_type.clone(),
         attempt: d.attempts + 1,
-        status_code: Some(500),
+        status_code: Some(match next {
+            NextStep::Delivered => 200,
+            NextStep::DisableEndpoint(_) => 410,
+            NextStep::RetryAt(_) | NextStep::GiveUp => 500,
+        }),
         error: None,
         duration_ms: 3,
         at,
         next,
+        outbox_seq: d.outbox_seq,
     }
 }
 
@@ -1006,14 +1011,35 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
         .claim_deliveries(NOW, NOW, room(10, &[]))
         .await
         .unwrap();
-    // Everything delivered except msg_b to ep_2, which stays pending.
+    // Everything delivered except msg_b to ep_2, which stays pending, and
+    // msg_a to ep_1, which is delivered on its second attempt (and so has
+    // a delivery row).
+    let is = |d: &Delivery, endpoint: &str, message: &str| {
+        d.endpoint_id == endpoint && d.message_id == message
+    };
     let records: Vec<AttemptRecord> = claimed
         .iter()
-        .filter(|d| !(d.endpoint_id == "ep_2" && d.message_id == "msg_b"))
-        .map(|d| record(d, NextStep::Delivered, NOW))
+        .filter(|d| !is(d, "ep_2", "msg_b"))
+        .map(|d| match is(d, "ep_1", "msg_a") {
+            true => record(d, NextStep::RetryAt(NOW), NOW),
+            false => record(d, NextStep::Delivered, NOW),
+        })
         .collect();
     assert_eq!(records.len(), 3);
-    f.store.record_attempts(records, NOW).await.unwrap();
+    // Failing since long before: not a failure long enough to disable.
+    let long_before = Timestamp::from_micros(0);
+    f.store.record_attempts(records, long_before).await.unwrap();
+    let retried: Vec<AttemptRecord> = f
+        .store
+        .claim_deliveries(NOW, NOW, room(10, &[]))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|d| is(d, "ep_1", "msg_a"))
+        .map(|d| record(d, NextStep::Delivered, NOW))
+        .collect();
+    assert_eq!(retried.len(), 1);
+    f.store.record_attempts(retried, NOW).await.unwrap();
     let later = NOW.saturating_add(std::time::Duration::from_secs(1));
     // msg_a and msg_b are "old" (below msg_m), msg_z is not.
     let pruned = f
@@ -1023,8 +1049,9 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
         .unwrap();
     assert_eq!(
         pruned,
-        3 + 2 + 1,
-        "3 attempts, 2 finished deliveries, 1 message"
+        4 + 1,
+        "4 attempts and msg_a's finished delivery row; no message: ep_2 has msg_b out, \
+         so its stored position is still before msg_a, which it passed over"
     );
     assert!(
         f.store
@@ -1035,9 +1062,10 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
     );
     assert_eq!(
         f.store.delivery_counts().await.unwrap(),
-        (1, 1, 0),
-        "msg_b's pending delivery and msg_z's"
+        (1, 0, 0),
+        "msg_b's delivery to ep_2 is pending; the history of the delivered ones went with their attempts"
     );
+    // msg_b's lease ran out: it is handed out again, and fails.
     let still_due = f
         .store
         .claim_deliveries(later, later, room(10, &[]))
@@ -1047,6 +1075,167 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
     assert_eq!(
         still_due[0].message_id, "msg_b",
         "its message survives the pruning"
+    );
+    let retry = NextStep::RetryAt(later);
+    f.store
+        .record_attempts(vec![record(&still_due[0], retry, later)], long_before)
+        .await
+        .unwrap();
+    let even_later = later.saturating_add(std::time::Duration::from_secs(1));
+    assert_eq!(
+        f.store
+            .prune_webhook_history(even_later, "msg_m", 100)
+            .await
+            .unwrap(),
+        1 + 1,
+        "ep_2's attempt, and msg_a now that ep_2 has passed it; msg_b waits in its delivery row"
+    );
+    let retried = f
+        .store
+        .claim_deliveries(even_later, even_later, room(10, &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        retried
+            .iter()
+            .map(|d| (d.message_id.as_str(), d.attempts))
+            .collect::<Vec<_>>(),
+        [("msg_b", 1)]
+    );
+}
+
+/// Deliveries are read through a cursor per endpoint: out of order
+/// successes move it only as far as the oldest delivery still out, and a
+/// claim after that reads on from where it stopped, each message once.
+async fn the_cursor_moves_past_finished_deliveries_only(f: Fixture) {
+    let a = f.default_agent().await;
+    f.webhook(a, "ep_1", &[]).await;
+    f.users_with_events(a, 4).await;
+    let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
+    let first = f
+        .store
+        .claim_deliveries(NOW, lease, room(3, &[]))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = first.iter().map(|d| d.message_id.as_str()).collect();
+    assert_eq!(ids, ["msg_0", "msg_1", "msg_2"], "in commit order");
+    // msg_1 and msg_2 done, msg_0 still out.
+    let done = vec![
+        record(&first[1], NextStep::Delivered, NOW),
+        record(&first[2], NextStep::Delivered, NOW),
+    ];
+    f.store.record_attempts(done, NOW).await.unwrap();
+    assert_eq!(
+        f.store.delivery_counts().await.unwrap(),
+        (4, 2, 0),
+        "the stored position waits for msg_0, so all four count as pending"
+    );
+    let next = f
+        .store
+        .claim_deliveries(NOW, lease, room(10, &[]))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = next.iter().map(|d| d.message_id.as_str()).collect();
+    assert_eq!(ids, ["msg_3"], "nothing handed out twice");
+    let done = vec![
+        record(&first[0], NextStep::Delivered, NOW),
+        record(&next[0], NextStep::Delivered, NOW),
+    ];
+    f.store.record_attempts(done, NOW).await.unwrap();
+    assert_eq!(f.store.delivery_counts().await.unwrap(), (0, 4, 0));
+    let later = lease.saturating_add(std::time::Duration::from_secs(1));
+    assert!(
+        f.store
+            .claim_deliveries(later, later, room(10, &[]))
+            .await
+            .unwrap()
+            .is_empty(),
+        "every delivery recorded: nothing comes back when the leases run out"
+    );
+}
+
+/// Disabling an endpoint keeps the queue it had; enabling it again does
+/// not queue what happened in between.
+async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixture) {
+    let a = f.default_agent().await;
+    f.webhook(a, "ep_1", &[]).await;
+    // Keeps events flowing while ep_1 is disabled.
+    f.webhook(a, "ep_2", &[]).await;
+    f.users_with_events(a, 3).await;
+    let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
+    let claim = Claim {
+        free_slots: [("ep_2".to_owned(), 0)].into(),
+        ..room(2, &[])
+    };
+    let out = f.store.claim_deliveries(NOW, lease, claim).await.unwrap();
+    let ids: Vec<&str> = out.iter().map(|d| d.message_id.as_str()).collect();
+    assert_eq!(ids, ["msg_0", "msg_1"]);
+    f.store
+        .record_attempts(vec![record(&out[0], NextStep::Delivered, NOW)], NOW)
+        .await
+        .unwrap();
+    let set_enabled = |enabled: bool| -> endusers_store::EndpointMutation {
+        Box::new(move |e| e.enabled = enabled)
+    };
+    f.store
+        .update_webhook(a, "ep_1", set_enabled(false))
+        .await
+        .unwrap();
+    // While disabled: msg_x happens, and msg_1's attempt comes back failed.
+    f.store
+        .create_end_user(
+            f.user(a, json!({})),
+            Vec::new(),
+            vec![event("msg_x", EventType::EndUserCreated, NOW)],
+        )
+        .await
+        .unwrap();
+    let retry_at = NOW.saturating_add(std::time::Duration::from_secs(5));
+    f.store
+        .record_attempts(vec![record(&out[1], NextStep::RetryAt(retry_at), NOW)], NOW)
+        .await
+        .unwrap();
+    let only_ep_1 = || Claim {
+        free_slots: [("ep_2".to_owned(), 0)].into(),
+        ..room(10, &[])
+    };
+    assert!(
+        f.store
+            .claim_deliveries(retry_at, retry_at, only_ep_1())
+            .await
+            .unwrap()
+            .is_empty(),
+        "disabled: nothing is sent"
+    );
+    f.store
+        .update_webhook(a, "ep_1", set_enabled(true))
+        .await
+        .unwrap();
+    f.store
+        .create_end_user(
+            f.user(a, json!({})),
+            Vec::new(),
+            vec![event("msg_y", EventType::EndUserUpdated, NOW)],
+        )
+        .await
+        .unwrap();
+    let mut queue: Vec<(String, u32)> = f
+        .store
+        .claim_deliveries(retry_at, retry_at, only_ep_1())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.message_id, d.attempts))
+        .collect();
+    queue.sort();
+    assert_eq!(
+        queue,
+        [
+            ("msg_1".to_owned(), 1),
+            ("msg_2".to_owned(), 0),
+            ("msg_y".to_owned(), 0)
+        ],
+        "msg_1 on its schedule and msg_2 from the queue it had, msg_y read after; msg_0 was done and msg_x happened while disabled"
     );
 }
 
@@ -1096,7 +1285,56 @@ suite!(sqlite:
     a_week_of_failures_disables_the_endpoint_and_recover_requeues,
     gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue,
     old_history_is_pruned_but_pending_deliveries_are_kept,
+    the_cursor_moves_past_finished_deliveries_only,
+    a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more,
 );
+
+/// Two stores on one file stand for two processes: only one reads the
+/// outbox, or both would send every message; the moment it closes (or
+/// dies), the other reads on from the stored position.
+#[tokio::test]
+async fn sqlite_one_process_reads_the_outbox_and_another_takes_over_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, url, agent) = sqlite_store(&dir, "outbox.db").await;
+    let second = endusers_store::open(&url, NOW).await.unwrap();
+    first
+        .create_webhook(endpoint(agent, "ep_1", &[]))
+        .await
+        .unwrap();
+    let f = Fixture {
+        store: first,
+        ids: IdGenerator::new(),
+        dir,
+    };
+    f.users_with_events(agent, 2).await;
+    let far = NOW.saturating_add(std::time::Duration::from_secs(3600));
+    let out = f
+        .store
+        .claim_deliveries(NOW, NOW, room(1, &[]))
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    f.store
+        .record_attempts(vec![record(&out[0], NextStep::Delivered, NOW)], NOW)
+        .await
+        .unwrap();
+    assert!(
+        second
+            .claim_deliveries(far, far, room(10, &[]))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the first store reads the outbox"
+    );
+    f.store.close().await;
+    let taken = second
+        .claim_deliveries(NOW, NOW, room(10, &[]))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = taken.iter().map(|d| d.message_id.as_str()).collect();
+    assert_eq!(ids, ["msg_1"], "read on from where the first one got to");
+    second.close().await;
+}
 
 #[tokio::test]
 async fn sqlite_data_survives_reopening() {

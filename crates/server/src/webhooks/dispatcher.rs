@@ -242,6 +242,7 @@ impl Attempt {
             duration_ms,
             at,
             next,
+            outbox_seq: delivery.outbox_seq,
         };
         let _ = self.records.send(record);
         lock(&self.in_flight).finish(&delivery.endpoint_id);

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_conversations.sql"),
     include_str!("migrations/0006_agent_limits.sql"),
     include_str!("migrations/0007_pending_deliveries_index.sql"),
+    include_str!("migrations/0008_outbox_cursors.sql"),
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
@@ -33,4 +34,39 @@ pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before cursors: its messages are numbered in id
+    /// (creation) order, and its endpoints start at the newest, since each
+    /// already has a delivery row for every message it wants.
+    #[test]
+    fn outbox_cursors_start_after_the_rows_a_database_already_has() -> rusqlite::Result<()> {
+        let conn = Connection::open_in_memory()?;
+        for sql in &MIGRATIONS[..7] {
+            conn.execute_batch(sql)?;
+        }
+        conn.execute_batch(
+            "INSERT INTO webhook_endpoints (agent_id, id, url, enabled, secret, created_at, updated_at)
+                 VALUES (1, 'ep_1', 'https://example.com/', 1, 'whsec_x', 0, 0);
+             INSERT INTO webhook_messages VALUES ('msg_b', 1, 't', '{}', 0), ('msg_a', 1, 't', '{}', 0);
+             INSERT INTO webhook_deliveries VALUES ('ep_1', 'msg_b', 1, 0, 0, 0, 0, 0);",
+        )?;
+        conn.execute_batch(MIGRATIONS[7])?;
+        let numbered: Vec<(String, i64)> = conn
+            .prepare("SELECT id, seq FROM webhook_messages ORDER BY seq")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(numbered, [("msg_a".to_owned(), 1), ("msg_b".to_owned(), 2)]);
+        let (last, position): (i64, i64) = conn.query_row(
+            "SELECT (SELECT last FROM webhook_sequence), outbox_position FROM webhook_endpoints",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        assert_eq!((last, position), (2, 2));
+        Ok(())
+    }
 }

@@ -8,11 +8,13 @@
 mod anchor;
 mod checkpointer;
 mod conversations;
+mod cursors;
 mod end_users;
 mod inline;
 mod key_cache;
 mod keys;
 mod migrations;
+mod outbox_lock;
 mod sensitive;
 mod webhooks;
 mod writer;
@@ -74,6 +76,8 @@ pub struct SqliteStore {
     inline: inline::InlineReaders,
     key_cache: key_cache::KeyCache,
     checkpoints: checkpointer::Stop,
+    /// Used by the writer thread's webhook jobs only, one at a time.
+    outbox: Arc<Mutex<webhooks::OutboxReader>>,
 }
 
 /// Runs a statement that returns no rows from the connection's cache: the
@@ -172,6 +176,10 @@ impl SqliteStore {
             inline: inline::InlineReaders::new(path),
             key_cache: key_cache::KeyCache::new(path)?,
             checkpoints,
+            outbox: Arc::new(Mutex::new(webhooks::OutboxReader {
+                lock: outbox_lock::OutboxLock::beside(path),
+                cursors: cursors::Cursors::default(),
+            })),
         })
     }
 
@@ -211,6 +219,28 @@ impl SqliteStore {
         Ok(outcome)
     }
 
+    /// [`Self::write`] for work that reads or moves the outbox cursors. If
+    /// it does not commit, memory may be ahead of the database, so the
+    /// cursors start over from the database (on the writer thread, before
+    /// its next transaction).
+    async fn write_outbox<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut webhooks::OutboxReader) -> Result<T, StoreError>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let outbox = Arc::clone(&self.outbox);
+        let on_failure = Arc::clone(&self.outbox);
+        let job = Job::new(move |conn: &Connection| f(conn, &mut lock(&outbox)), reply)
+            .on_failure(move || lock(&on_failure).cursors.clear());
+        self.writes
+            .send(Message::Job(Box::new(job)))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Runs `f` in the writer's next transaction and answers after commit.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -223,6 +253,12 @@ impl SqliteStore {
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A row count as SQLite's `LIMIT` takes it (counts past `i64` mean "all").
@@ -456,8 +492,10 @@ impl Store for SqliteStore {
         mutation: EndpointMutation,
     ) -> Result<Option<WebhookEndpoint>, StoreError> {
         let id = id.to_owned();
-        self.write(move |conn| webhooks::update_endpoint(conn, agent, &id, mutation))
-            .await
+        self.write_outbox(move |conn, reader| {
+            webhooks::update_endpoint(conn, reader, agent, &id, mutation)
+        })
+        .await
     }
 
     async fn delete_webhook(&self, agent: AgentId, id: &str) -> Result<bool, StoreError> {
@@ -472,8 +510,10 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
         claim: Claim,
     ) -> Result<Vec<Delivery>, StoreError> {
-        self.write(move |conn| webhooks::claim_deliveries(conn, now, lease_until, &claim))
-            .await
+        self.write_outbox(move |conn, reader| {
+            webhooks::claim_deliveries(conn, reader, now, lease_until, &claim)
+        })
+        .await
     }
 
     async fn record_attempts(
@@ -481,8 +521,10 @@ impl Store for SqliteStore {
         records: Vec<AttemptRecord>,
         disable_if_failing_since: Timestamp,
     ) -> Result<(), StoreError> {
-        self.write(move |conn| webhooks::record_attempts(conn, &records, disable_if_failing_since))
-            .await
+        self.write_outbox(move |conn, reader| {
+            webhooks::record_attempts(conn, reader, &records, disable_if_failing_since)
+        })
+        .await
     }
 
     async fn list_attempts(
@@ -577,6 +619,8 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.inline.close();
+        // Another process may read the outbox on from here.
+        lock(&self.outbox).lock.release();
         let _ = self.writes.send(Message::Stop);
         let _ = self.checkpoints.try_send(());
         for _ in 0..self.reader_count {

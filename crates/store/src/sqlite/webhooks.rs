@@ -1,10 +1,12 @@
 //! Webhook endpoints, the outbox, deliveries and attempts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use endusers_core::{AgentId, OutboxEvent, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::cursors::Cursors;
+use super::outbox_lock::{Holding, OutboxLock};
 use crate::{
     Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, SigningSecret, StoreError,
     WebhookEndpoint,
@@ -14,36 +16,65 @@ const DELIVERY_PENDING: i64 = 0;
 const DELIVERY_DONE: i64 = 1;
 const DELIVERY_FAILED: i64 = 2;
 
-/// Writes events to the outbox and fans each out to the agent's enabled
-/// endpoints that subscribe to its type, in the caller's transaction.
-/// An event no endpoint wants leaves no row.
+/// This process's side of the outbox: whether it is the one reading it
+/// (see [`OutboxLock`]) and how far it has read for each endpoint.
+#[derive(Debug)]
+pub(super) struct OutboxReader {
+    pub(super) lock: OutboxLock,
+    pub(super) cursors: Cursors,
+}
+
+/// The SQL condition "endpoint `e` wants events of type `$event_type`"
+/// (an SQL expression). A macro, so that statements stay constants.
+macro_rules! subscribed {
+    ($event_type:literal) => {
+        concat!(
+            "(e.event_filters = '[]' OR EXISTS (SELECT 1 FROM json_each(e.event_filters) WHERE value = ",
+            $event_type,
+            "))"
+        )
+    };
+}
+
+/// [`subscribed!`] for filters already read.
+fn wants(filters: &[String], event_type: &str) -> bool {
+    filters.is_empty() || filters.iter().any(|f| f == event_type)
+}
+
+/// Writes each event that an enabled endpoint of the agent subscribes to
+/// into the outbox, in the caller's transaction, numbered in commit order.
+/// An event nobody wants leaves no row.
 pub(super) fn record_events(
     conn: &Connection,
     agent: AgentId,
     events: &[OutboxEvent],
 ) -> Result<(), StoreError> {
     for event in events {
-        let fanned_out = conn
-            .prepare_cached(
-                "INSERT INTO webhook_deliveries
-                     (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at)
-                 SELECT id, ?2, agent_id, 0, 0, ?4, 0, ?4 FROM webhook_endpoints
-                 WHERE agent_id = ?1 AND enabled = 1
-                   AND (event_filters = '[]' OR EXISTS (SELECT 1 FROM json_each(event_filters) WHERE value = ?3))",
-            )?
-            .execute(params![agent.0, event.id, event.event_type.name(), event.created_at.as_micros()])?;
-        if fanned_out > 0 {
-            conn.prepare_cached(
-                "INSERT INTO webhook_messages (id, agent_id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                event.id,
-                agent.0,
-                event.event_type.name(),
-                event.payload,
-                event.created_at.as_micros()
-            ])?;
+        let wanted: bool = conn
+            .prepare_cached(concat!(
+                "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.agent_id = ?1 AND e.enabled = 1 AND ",
+                subscribed!("?2"),
+                ")"
+            ))?
+            .query_row(params![agent.0, event.event_type.name()], |row| row.get(0))?;
+        if !wanted {
+            continue;
         }
+        let seq: i64 = conn
+            .prepare_cached("UPDATE webhook_sequence SET last = last + 1 RETURNING last")?
+            .query_row([], |row| row.get(0))?;
+        conn.prepare_cached(
+            "INSERT INTO webhook_messages (id, agent_id, event_type, payload, created_at, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            event.id,
+            agent.0,
+            event.event_type.name(),
+            event.payload,
+            event.created_at.as_micros(),
+            seq
+        ])?;
     }
     Ok(())
 }
@@ -107,7 +138,8 @@ pub(super) fn create_endpoint(
         concat!(
             "INSERT INTO webhook_endpoints (",
             endpoint_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ", outbox_position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                 (SELECT last FROM webhook_sequence))"
         ),
         endpoint,
     )?;
@@ -150,8 +182,12 @@ pub(super) fn list_endpoints(
     Ok(rows)
 }
 
+/// Changes an endpoint. Enabled again, it reads on from the newest
+/// message: what happened while it was disabled is not queued for it.
+/// Disabled, it keeps the queue it had (see [`park`]).
 pub(super) fn update_endpoint(
     conn: &Connection,
+    reader: &mut OutboxReader,
     agent: AgentId,
     id: &str,
     mutation: EndpointMutation,
@@ -159,6 +195,7 @@ pub(super) fn update_endpoint(
     let Some(mut endpoint) = get_endpoint(conn, agent, id)? else {
         return Ok(None);
     };
+    let was_enabled = endpoint.enabled;
     mutation(&mut endpoint);
     write_endpoint(
         conn,
@@ -168,7 +205,61 @@ pub(super) fn update_endpoint(
          WHERE agent_id = ?1 AND id = ?2",
         &endpoint,
     )?;
+    match (was_enabled, endpoint.enabled) {
+        (false, true) => {
+            conn.prepare_cached(
+                "UPDATE webhook_endpoints SET outbox_position = (SELECT last FROM webhook_sequence)
+                 WHERE agent_id = ?1 AND id = ?2",
+            )?
+            .execute(params![agent.0, id])?;
+            reader.cursors.forget(id);
+        }
+        (true, false) => park(conn, &mut reader.cursors, agent, id)?,
+        _ => {}
+    }
     Ok(Some(endpoint))
+}
+
+/// Gives a disabled endpoint a delivery row for every message its cursor
+/// has not passed, and moves the cursor to the newest message. The rows
+/// wait while it is disabled and go out when it is enabled again, as its
+/// queue; messages committed while it is disabled get none. Messages out
+/// at the moment get a row too: their attempts, when recorded, update it.
+fn park(
+    conn: &Connection,
+    cursors: &mut Cursors,
+    agent: AgentId,
+    id: &str,
+) -> Result<(), StoreError> {
+    let mut queue = conn.prepare_cached(concat!(
+        "INSERT INTO webhook_deliveries
+             (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at)
+         SELECT e.id, m.id, m.agent_id, 0, 0, m.created_at, 0, m.created_at
+         FROM webhook_endpoints e JOIN webhook_messages m ON m.agent_id = e.agent_id AND m.seq > ?3 AND m.seq <= ?4
+         WHERE e.agent_id = ?1 AND e.id = ?2 AND ",
+        subscribed!("m.event_type"),
+        " ON CONFLICT DO NOTHING"
+    ))?;
+    let stored: i64 = conn
+        .prepare_cached(
+            "SELECT outbox_position FROM webhook_endpoints WHERE agent_id = ?1 AND id = ?2",
+        )?
+        .query_row(params![agent.0, id], |row| row.get(0))?;
+    // What memory knows beyond the stored position, if it agrees with it:
+    // messages it passed and that are not out need no row.
+    let cursor = cursors.at(id, stored);
+    for seq in cursor.out() {
+        queue.execute(params![agent.0, id, seq - 1, seq])?;
+    }
+    let from = cursor.read();
+    queue.execute(params![agent.0, id, from, i64::MAX])?;
+    conn.prepare_cached(
+        "UPDATE webhook_endpoints SET outbox_position = (SELECT last FROM webhook_sequence)
+         WHERE agent_id = ?1 AND id = ?2",
+    )?
+    .execute(params![agent.0, id])?;
+    cursors.forget(id);
+    Ok(())
 }
 
 pub(super) fn delete_endpoint(
@@ -192,26 +283,108 @@ pub(super) fn delete_endpoint(
     Ok(deleted == 1)
 }
 
-/// Leases due deliveries until `lease_until`, oldest due first within each
-/// enabled endpoint: up to the endpoint's free slots (`free_slots`, or
-/// `default_slots` for endpoints not listed) and `limit` in all. Asking
-/// each endpoint on its own keeps one endpoint's backlog from being
-/// scanned on behalf of the others.
+/// How many reads of an endpoint's outbox one claim makes at most, when the
+/// messages read are passed over as not wanted: a long run of events the
+/// endpoint does not subscribe to is read over several claims, not one.
+const MAX_READS: usize = 4;
+
+/// An enabled endpoint, as a claim needs it.
+struct Serving {
+    agent_id: i64,
+    id: String,
+    url: String,
+    secret: String,
+    previous_secret: Option<String>,
+    /// The filters as stored (JSON).
+    filters: String,
+    position: i64,
+}
+
+/// A message as a delivery carries it.
+struct Message {
+    id: String,
+    event_type: String,
+    payload: String,
+    created_at: i64,
+}
+
+impl Message {
+    /// Reads `id, event_type, payload, created_at` from `first` on.
+    fn at(row: &Row<'_>, first: usize) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(first)?,
+            event_type: row.get(first + 1)?,
+            payload: row.get(first + 2)?,
+            created_at: row.get(first + 3)?,
+        })
+    }
+}
+
+impl Serving {
+    fn delivery(&self, message: Message, attempts: u32, outbox_seq: Option<i64>) -> Delivery {
+        Delivery {
+            agent_id: AgentId(self.agent_id),
+            endpoint_id: self.id.clone(),
+            message_id: message.id,
+            event_type: message.event_type,
+            payload: message.payload,
+            url: self.url.clone(),
+            secret: SigningSecret::new(self.secret.clone()),
+            previous_secret: self.previous_secret.clone().map(SigningSecret::new),
+            attempts,
+            message_created_at: Timestamp::from_micros(message.created_at),
+            outbox_seq,
+        }
+    }
+}
+
+/// Leases deliveries until `lease_until`, within each enabled endpoint up
+/// to its free slots (`free_slots`, or `default_slots` for endpoints not
+/// listed) and `limit` in all: first its delivery rows that are due
+/// (retries, oldest due first), then, if this process is the outbox's
+/// reader, messages from its cursor (see [`read_outbox`]). Asking each
+/// endpoint on its own keeps one endpoint's backlog from being scanned on
+/// behalf of the others.
 pub(super) fn claim_deliveries(
     conn: &Connection,
+    reader: &mut OutboxReader,
     now: Timestamp,
     lease_until: Timestamp,
     claim: &Claim,
 ) -> Result<Vec<Delivery>, StoreError> {
-    let endpoints: Vec<(i64, String, String, String, Option<String>)> = conn
+    let endpoints: Vec<Serving> = conn
         .prepare_cached(
-            "SELECT agent_id, id, url, secret, CASE WHEN previous_secret_until > ?1 THEN previous_secret END
+            "SELECT agent_id, id, url, secret, CASE WHEN previous_secret_until > ?1 THEN previous_secret END,
+                 event_filters, outbox_position
              FROM webhook_endpoints WHERE enabled = 1 ORDER BY id",
         )?
-        .query_map([now.as_micros()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))?
+        .query_map([now.as_micros()], |row| {
+            Ok(Serving {
+                agent_id: row.get(0)?,
+                id: row.get(1)?,
+                url: row.get(2)?,
+                secret: row.get(3)?,
+                previous_secret: row.get(4)?,
+                filters: row.get(5)?,
+                position: row.get(6)?,
+            })
+        })?
         .collect::<Result<_, _>>()?;
+    let reads_outbox = match reader.lock.hold() {
+        Holding::Newly => {
+            reader.cursors.clear();
+            true
+        }
+        Holding::Still => true,
+        Holding::No => false,
+    };
+    reader.cursors.retain(|id| {
+        endpoints
+            .binary_search_by(|e| e.id.as_str().cmp(id))
+            .is_ok()
+    });
     let mut due = conn.prepare_cached(
-        "SELECT d.message_id, m.event_type, m.payload, d.attempts, m.created_at
+        "SELECT d.attempts, m.id, m.event_type, m.payload, m.created_at
          FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id
          WHERE d.endpoint_id = ?1 AND d.state = 0 AND d.next_attempt_at <= ?2 AND d.leased_until <= ?2
          ORDER BY d.next_attempt_at LIMIT ?3",
@@ -221,53 +394,34 @@ pub(super) fn claim_deliveries(
     )?;
     // Round robin: start after the endpoint the previous claim ended on.
     let first = claim.after.as_deref().map_or(0, |after| {
-        endpoints.partition_point(|(_, id, ..)| id.as_str() <= after)
+        endpoints.partition_point(|e| e.id.as_str() <= after)
     });
     let (passed, turn) = endpoints.split_at(first);
     let mut claimed = Vec::new();
-    for (agent_id, endpoint_id, url, secret, previous_secret) in turn.iter().chain(passed) {
+    for endpoint in turn.iter().chain(passed) {
         let room = claim.limit.saturating_sub(claimed.len());
         let slots = claim
             .free_slots
-            .get(endpoint_id.as_str())
+            .get(endpoint.id.as_str())
             .copied()
             .unwrap_or(claim.default_slots)
             .min(room);
         if slots == 0 {
             continue;
         }
-        let rows: Vec<(String, String, String, u32, i64)> = due
+        let rows: Vec<(u32, Message)> = due
             .query_map(
-                params![
-                    endpoint_id,
-                    now.as_micros(),
-                    i64::try_from(slots).unwrap_or(i64::MAX)
-                ],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                },
+                params![endpoint.id, now.as_micros(), super::sql_limit(slots)],
+                |row| Ok((row.get(0)?, Message::at(row, 1)?)),
             )?
             .collect::<Result<_, _>>()?;
-        for (message_id, event_type, payload, attempts, created_at) in rows {
-            lease.execute(params![endpoint_id, message_id, lease_until.as_micros()])?;
-            claimed.push(Delivery {
-                agent_id: AgentId(*agent_id),
-                endpoint_id: endpoint_id.clone(),
-                message_id,
-                event_type,
-                payload,
-                url: url.clone(),
-                secret: SigningSecret::new(secret.clone()),
-                previous_secret: previous_secret.clone().map(SigningSecret::new),
-                attempts,
-                message_created_at: Timestamp::from_micros(created_at),
-            });
+        let left = slots - rows.len();
+        for (attempts, message) in rows {
+            lease.execute(params![endpoint.id, message.id, lease_until.as_micros()])?;
+            claimed.push(endpoint.delivery(message, attempts, None));
+        }
+        if reads_outbox && left > 0 {
+            read_outbox(conn, reader, endpoint, now, lease_until, left, &mut claimed)?;
         }
         if claimed.len() >= claim.limit {
             break;
@@ -276,12 +430,125 @@ pub(super) fn claim_deliveries(
     Ok(claimed)
 }
 
+/// Hands out up to `room` messages through the endpoint's cursor: first
+/// those whose lease ran out, then the next ones in commit order, passing
+/// over the types it does not subscribe to.
+fn read_outbox(
+    conn: &Connection,
+    reader: &mut OutboxReader,
+    endpoint: &Serving,
+    now: Timestamp,
+    lease_until: Timestamp,
+    room: usize,
+    claimed: &mut Vec<Delivery>,
+) -> Result<(), StoreError> {
+    // Read as empty, damaged filters would subscribe to every event.
+    let filters: Vec<String> = serde_json::from_str(&endpoint.filters)
+        .map_err(|_| super::unreadable(5, "event filters"))?;
+    let cursor = reader.cursors.at(&endpoint.id, endpoint.position);
+    let mut handed = 0;
+    let mut by_seq = conn.prepare_cached(
+        "SELECT id, event_type, payload, created_at FROM webhook_messages WHERE agent_id = ?1 AND seq = ?2",
+    )?;
+    for seq in cursor.lapsed(now, room) {
+        match by_seq
+            .query_row(params![endpoint.agent_id, seq], |row| Message::at(row, 0))
+            .optional()?
+        {
+            Some(message) => {
+                cursor.pass(seq, Some(lease_until));
+                claimed.push(endpoint.delivery(message, 0, Some(seq)));
+                handed += 1;
+            }
+            None => cursor.finish(seq),
+        }
+    }
+    let mut next = conn.prepare_cached(
+        "SELECT seq, id, event_type, payload, created_at FROM webhook_messages
+         WHERE agent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    for _ in 0..MAX_READS {
+        let asked = room.saturating_sub(handed);
+        if asked == 0 {
+            break;
+        }
+        let mut rows = next.query(params![
+            endpoint.agent_id,
+            cursor.read(),
+            super::sql_limit(asked)
+        ])?;
+        let mut read = 0;
+        while let Some(row) = rows.next()? {
+            read += 1;
+            let seq: i64 = row.get(0)?;
+            let event_type = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+            if wants(&filters, event_type) {
+                cursor.pass(seq, Some(lease_until));
+                claimed.push(endpoint.delivery(Message::at(row, 1)?, 0, Some(seq)));
+                handed += 1;
+            } else {
+                cursor.pass(seq, None);
+            }
+        }
+        if read < asked {
+            break;
+        }
+    }
+    // With nothing out, the stored position follows what was read: for an
+    // endpoint that has passed over everything lately, nothing else would
+    // move it.
+    if cursor.out().next().is_none() {
+        store_position(
+            conn,
+            &mut reader.cursors,
+            AgentId(endpoint.agent_id),
+            &endpoint.id,
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes where the endpoint's cursor has got to, if it moved. The write
+/// only lands if the database still holds the position memory started
+/// from; if not (the endpoint was disabled, or another process moved it),
+/// memory starts over from the database at the next claim.
+fn store_position(
+    conn: &Connection,
+    cursors: &mut Cursors,
+    agent: AgentId,
+    id: &str,
+) -> Result<(), StoreError> {
+    let Some(cursor) = cursors.get_mut(id) else {
+        return Ok(());
+    };
+    let Some((from, to)) = cursor.advance() else {
+        return Ok(());
+    };
+    let moved = conn
+        .prepare_cached(
+            "UPDATE webhook_endpoints SET outbox_position = ?4
+             WHERE agent_id = ?1 AND id = ?2 AND outbox_position = ?3",
+        )?
+        .execute(params![agent.0, id, from, to])?;
+    if moved == 1 {
+        cursor.stored_at(to);
+    } else {
+        cursors.forget(id);
+    }
+    Ok(())
+}
+
 /// Records attempts and their consequences: the delivery's next state, and
 /// the endpoint's failing streak (cleared by a success, started by a
 /// failure, and ending in the endpoint being disabled once it has lasted
 /// since `disable_if_failing_since`).
+///
+/// A delivery read through the cursor (`outbox_seq`) has no row: if it
+/// failed, it gets one now, for its schedule; either way the cursor can
+/// move past it, which is written once per endpoint at the end.
 pub(super) fn record_attempts(
     conn: &Connection,
+    reader: &mut OutboxReader,
     records: &[AttemptRecord],
     disable_if_failing_since: Timestamp,
 ) -> Result<(), StoreError> {
@@ -289,6 +556,8 @@ pub(super) fn record_attempts(
     // no failure since: clearing it again would look the endpoint up for
     // nothing, once per delivery.
     let mut cleared: HashSet<&str> = HashSet::new();
+    // Endpoints whose cursors this batch moved, with their agents.
+    let mut read_through: HashMap<&str, AgentId> = HashMap::new();
     for r in records {
         conn.prepare_cached(
             "INSERT INTO webhook_attempts
@@ -311,11 +580,34 @@ pub(super) fn record_attempts(
             NextStep::RetryAt(at) => (DELIVERY_PENDING, *at),
             NextStep::GiveUp | NextStep::DisableEndpoint(_) => (DELIVERY_FAILED, r.at),
         };
-        conn.prepare_cached(
-            "UPDATE webhook_deliveries SET state = ?3, attempts = ?4, next_attempt_at = ?5, leased_until = 0
-             WHERE endpoint_id = ?1 AND message_id = ?2",
-        )?
-        .execute(params![r.endpoint_id, r.message_id, state, r.attempt, next_at.as_micros()])?;
+        match r.outbox_seq {
+            None => {
+                conn.prepare_cached(
+                    "UPDATE webhook_deliveries SET state = ?3, attempts = ?4, next_attempt_at = ?5, leased_until = 0
+                     WHERE endpoint_id = ?1 AND message_id = ?2",
+                )?
+                .execute(params![r.endpoint_id, r.message_id, state, r.attempt, next_at.as_micros()])?;
+            }
+            Some(seq) => {
+                if state != DELIVERY_DONE {
+                    // The row may exist already if the endpoint was parked
+                    // with this message out.
+                    conn.prepare_cached(
+                        "INSERT INTO webhook_deliveries
+                             (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at)
+                         SELECT ?1, id, agent_id, ?3, ?4, ?5, 0, created_at FROM webhook_messages WHERE id = ?2
+                         ON CONFLICT DO UPDATE SET
+                             state = excluded.state, attempts = excluded.attempts,
+                             next_attempt_at = excluded.next_attempt_at, leased_until = 0",
+                    )?
+                    .execute(params![r.endpoint_id, r.message_id, state, r.attempt, next_at.as_micros()])?;
+                }
+                if let Some(cursor) = reader.cursors.get_mut(&r.endpoint_id) {
+                    cursor.finish(seq);
+                    read_through.insert(&r.endpoint_id, r.agent_id);
+                }
+            }
+        }
         match &r.next {
             NextStep::Delivered if cleared.contains(r.endpoint_id.as_str()) => {}
             NextStep::Delivered => {
@@ -328,12 +620,16 @@ pub(super) fn record_attempts(
             }
             NextStep::DisableEndpoint(reason) => {
                 cleared.remove(r.endpoint_id.as_str());
-                conn.prepare_cached(
-                    "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?4, updated_at = ?3,
-                         failing_since = COALESCE(failing_since, ?3)
-                     WHERE agent_id = ?1 AND id = ?2",
-                )?
-                .execute(params![r.agent_id.0, r.endpoint_id, r.at.as_micros(), reason])?;
+                let disabled = conn
+                    .prepare_cached(
+                        "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?4, updated_at = ?3,
+                             failing_since = COALESCE(failing_since, ?3)
+                         WHERE agent_id = ?1 AND id = ?2 AND enabled = 1",
+                    )?
+                    .execute(params![r.agent_id.0, r.endpoint_id, r.at.as_micros(), reason])?;
+                if disabled == 1 {
+                    park(conn, &mut reader.cursors, r.agent_id, &r.endpoint_id)?;
+                }
             }
             NextStep::RetryAt(_) | NextStep::GiveUp => {
                 cleared.remove(r.endpoint_id.as_str());
@@ -346,14 +642,20 @@ pub(super) fn record_attempts(
                     r.endpoint_id,
                     r.at.as_micros()
                 ])?;
-                conn.prepare_cached(
+                let disabled = conn.prepare_cached(
                     "UPDATE webhook_endpoints SET enabled = 0, updated_at = ?3,
                          disabled_reason = 'every delivery has failed since ' || strftime('%Y-%m-%dT%H:%M:%SZ', failing_since / 1000000, 'unixepoch')
                      WHERE agent_id = ?1 AND id = ?2 AND enabled = 1 AND failing_since <= ?4",
                 )?
                 .execute(params![r.agent_id.0, r.endpoint_id, r.at.as_micros(), disable_if_failing_since.as_micros()])?;
+                if disabled == 1 {
+                    park(conn, &mut reader.cursors, r.agent_id, &r.endpoint_id)?;
+                }
             }
         }
+    }
+    for (endpoint, agent) in read_through {
+        store_position(conn, &mut reader.cursors, agent, endpoint)?;
     }
     Ok(())
 }
@@ -407,25 +709,40 @@ pub(super) fn recover(
         .execute(params![agent.0, endpoint, since.as_micros(), now.as_micros()])?)
 }
 
-/// Counts for tests and metrics: (pending, delivered, failed).
+/// Counts for tests and metrics: (pending, delivered, failed). Pending
+/// counts the rows waiting and the messages enabled endpoints want past
+/// their stored positions (those out at the moment included); delivered
+/// counts the deliveries the attempt history shows a success for, so it
+/// forgets what pruning removed.
 pub(super) fn delivery_counts(conn: &Connection) -> Result<(u64, u64, u64), StoreError> {
-    let mut counts = [0u64; 3];
-    let mut stmt =
-        conn.prepare_cached("SELECT state, COUNT(*) FROM webhook_deliveries GROUP BY state")?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))?;
-    for row in rows {
-        let (state, n) = row?;
-        if let Some(slot) = usize::try_from(state).ok().and_then(|s| counts.get_mut(s)) {
-            *slot = u64::try_from(n).unwrap_or(0);
-        }
-    }
-    Ok((counts[0], counts[1], counts[2]))
+    let (waiting, failed): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FILTER (WHERE state = 0), COUNT(*) FILTER (WHERE state = 2) FROM webhook_deliveries",
+        )?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let unread: i64 = conn
+        .prepare_cached(concat!(
+            "SELECT COUNT(*) FROM webhook_endpoints e
+             JOIN webhook_messages m ON m.agent_id = e.agent_id AND m.seq > e.outbox_position
+             WHERE e.enabled = 1 AND ",
+            subscribed!("m.event_type")
+        ))?
+        .query_row([], |row| row.get(0))?;
+    let delivered: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT endpoint_id, message_id FROM webhook_attempts
+                                   WHERE status_code BETWEEN 200 AND 299)",
+        )?
+        .query_row([], |row| row.get(0))?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok((count(waiting + unread), count(delivered), count(failed)))
 }
 
 /// Deletes up to `limit` attempts and up to `limit` messages older than
-/// `before`, with their finished deliveries. A message that still has a
-/// pending delivery (to a disabled endpoint, say) is kept. Message ids sort
-/// by creation, so `before_message_id` bounds the old ones.
+/// `before`, with their finished deliveries. A message is kept while a
+/// delivery of it waits (to a disabled endpoint, say) or an enabled
+/// endpoint's cursor has not passed it. Message ids sort by creation, so
+/// `before_message_id` bounds the old ones.
 pub(super) fn prune_history(
     conn: &Connection,
     before: Timestamp,
@@ -449,8 +766,10 @@ pub(super) fn prune_history(
             .execute([&id])?;
         pruned += conn
             .prepare_cached(
-                "DELETE FROM webhook_messages WHERE id = ?1
-                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE message_id = ?1)",
+                "DELETE FROM webhook_messages AS m WHERE m.id = ?1
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE message_id = ?1)
+                 AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
+                                 WHERE e.agent_id = m.agent_id AND e.enabled = 1 AND e.outbox_position < m.seq)",
             )?
             .execute([&id])?;
     }

@@ -41,6 +41,7 @@ pub(crate) struct Job<T, F> {
     work: Option<F>,
     outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
+    on_failure: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl<T, F> Job<T, F> {
@@ -49,7 +50,16 @@ impl<T, F> Job<T, F> {
             work: Some(work),
             outcome: None,
             reply,
+            on_failure: None,
         }
+    }
+
+    /// Runs `undo` on the writer thread, before its next transaction, if
+    /// the job's changes did not commit: for state the job keeps outside
+    /// the database.
+    pub(crate) fn on_failure(mut self, undo: impl FnOnce() + Send + 'static) -> Self {
+        self.on_failure = Some(Box::new(undo));
+        self
     }
 }
 
@@ -78,6 +88,9 @@ where
             }
             (None, _) => Err(StoreError::Backend("a write never ran".into())),
         };
+        if let (Err(_), Some(undo)) = (&answer, self.on_failure) {
+            undo();
+        }
         // The caller may have gone away (client disconnected); the write
         // stands regardless.
         let _ = self.reply.send(answer);
