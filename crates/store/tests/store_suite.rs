@@ -1161,15 +1161,15 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
     f.webhook(a, "ep_1", &[]).await;
     // Keeps events flowing while ep_1 is disabled.
     f.webhook(a, "ep_2", &[]).await;
-    f.users_with_events(a, 3).await;
+    f.users_with_events(a, 4).await;
     let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
     let claim = Claim {
         free_slots: [("ep_2".to_owned(), 0)].into(),
-        ..room(2, &[])
+        ..room(3, &[])
     };
     let out = f.store.claim_deliveries(NOW, lease, claim).await.unwrap();
     let ids: Vec<&str> = out.iter().map(|d| d.message_id.as_str()).collect();
-    assert_eq!(ids, ["msg_0", "msg_1"]);
+    assert_eq!(ids, ["msg_0", "msg_1", "msg_2"], "msg_3 not read yet");
     f.store
         .record_attempts(vec![record(&out[0], NextStep::Delivered, NOW)], NOW)
         .await
@@ -1181,7 +1181,8 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
         .update_webhook(a, "ep_1", set_enabled(false))
         .await
         .unwrap();
-    // While disabled: msg_x happens, and msg_1's attempt comes back failed.
+    // While disabled: msg_x happens, msg_1's attempt comes back failed and
+    // msg_2's delivered.
     f.store
         .create_end_user(
             f.user(a, json!({})),
@@ -1192,7 +1193,13 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
         .unwrap();
     let retry_at = NOW.saturating_add(std::time::Duration::from_secs(5));
     f.store
-        .record_attempts(vec![record(&out[1], NextStep::RetryAt(retry_at), NOW)], NOW)
+        .record_attempts(
+            vec![
+                record(&out[1], NextStep::RetryAt(retry_at), NOW),
+                record(&out[2], NextStep::Delivered, NOW),
+            ],
+            NOW,
+        )
         .await
         .unwrap();
     let only_ep_1 = || Claim {
@@ -1232,10 +1239,11 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
         queue,
         [
             ("msg_1".to_owned(), 1),
-            ("msg_2".to_owned(), 0),
+            ("msg_3".to_owned(), 0),
             ("msg_y".to_owned(), 0)
         ],
-        "msg_1 on its schedule and msg_2 from the queue it had, msg_y read after; msg_0 was done and msg_x happened while disabled"
+        "msg_1 on its schedule and msg_3 from the queue it had, msg_y read after; \
+         msg_0 and msg_2 arrived, and msg_x happened while disabled"
     );
 }
 

@@ -605,6 +605,14 @@ pub(super) fn record_attempts(
                 if let Some(cursor) = reader.cursors.get_mut(&r.endpoint_id) {
                     cursor.finish(seq);
                     read_through.insert(&r.endpoint_id, r.agent_id);
+                } else if state == DELIVERY_DONE {
+                    // No cursor: the endpoint was parked (or memory started
+                    // over) while this was out, so a row may wait to send
+                    // it again. It has arrived.
+                    conn.prepare_cached(
+                        "DELETE FROM webhook_deliveries WHERE endpoint_id = ?1 AND message_id = ?2 AND state = 0",
+                    )?
+                    .execute(params![r.endpoint_id, r.message_id])?;
                 }
             }
         }
