@@ -15,12 +15,21 @@ use std::time::{Duration, Instant};
 use endusers_core::{RetrySchedule, Timestamp};
 use endusers_store::{AttemptRecord, Claim, Delivery, NextStep};
 use rand::Rng;
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::signature::{self, EndpointSecret};
 use super::{WebhookSettings, client};
 use crate::AppState;
+
+// Header names made once: given as text, each would be parsed and copied
+// again for every delivery.
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const SVIX_ID: HeaderName = HeaderName::from_static("svix-id");
+const SVIX_TIMESTAMP: HeaderName = HeaderName::from_static("svix-timestamp");
+const SVIX_SIGNATURE: HeaderName = HeaderName::from_static("svix-signature");
 
 /// Deliveries taken per lease at most.
 const CLAIM_BATCH: usize = 1024;
@@ -270,12 +279,12 @@ impl Attempt {
             .client
             .post(url)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header("webhook-id", &delivery.message_id)
-            .header("webhook-timestamp", &timestamp)
-            .header("webhook-signature", &signature)
-            .header("svix-id", &delivery.message_id)
-            .header("svix-timestamp", &timestamp)
-            .header("svix-signature", &signature)
+            .header(WEBHOOK_ID, &delivery.message_id)
+            .header(WEBHOOK_TIMESTAMP, &timestamp)
+            .header(WEBHOOK_SIGNATURE, &signature)
+            .header(SVIX_ID, &delivery.message_id)
+            .header(SVIX_TIMESTAMP, &timestamp)
+            .header(SVIX_SIGNATURE, &signature)
             .body(payload);
         match request.send().await {
             Ok(response) => {
