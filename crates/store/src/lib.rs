@@ -161,15 +161,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<WebhookEndpoint>, StoreError>;
     /// Deletes the endpoint with its pending deliveries and attempt log.
     async fn delete_webhook(&self, agent: AgentId, id: &str) -> Result<bool, StoreError>;
-    /// Leases due deliveries of enabled endpoints until `lease_until`,
-    /// oldest due first within each endpoint, within the `claim`'s room;
-    /// endpoints take turns from the one after `claim.after`.
+    /// Leases deliveries to enabled endpoints until `lease_until`, within
+    /// the `claim`'s room: each endpoint's due retries, oldest due first,
+    /// then, in the one process that reads the outbox, the messages after
+    /// its cursor in commit order. Endpoints take turns from the one after
+    /// `claim.after`. A delivery not recorded by the end of its lease is
+    /// handed out again.
     async fn claim_deliveries(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
         claim: Claim,
     ) -> Result<Vec<Delivery>, StoreError>;
+    /// Records attempts and what follows from each (see [`NextStep`]),
+    /// and moves the endpoints' cursors past the deliveries they settle.
     async fn record_attempts(
         &self,
         records: Vec<AttemptRecord>,

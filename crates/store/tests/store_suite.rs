@@ -78,15 +78,21 @@ impl Fixture {
             .unwrap();
     }
 
+    /// Creates a user whose creation writes the one event `message_id`.
+    async fn user_with_event(&self, agent: AgentId, message_id: &str, event_type: EventType) {
+        let events = vec![event(message_id, event_type, NOW)];
+        self.store
+            .create_end_user(self.user(agent, json!({})), Vec::new(), events)
+            .await
+            .unwrap();
+    }
+
     /// Creates `count` users, each with one `end_user.created` event
     /// (`msg_0`, `msg_1`, …): as many deliveries to each endpoint.
     async fn users_with_events(&self, agent: AgentId, count: usize) {
         for n in 0..count {
-            let events = vec![event(&format!("msg_{n}"), EventType::EndUserCreated, NOW)];
-            self.store
-                .create_end_user(self.user(agent, json!({})), Vec::new(), events)
-                .await
-                .unwrap();
+            self.user_with_event(agent, &format!("msg_{n}"), EventType::EndUserCreated)
+                .await;
         }
     }
 }
@@ -965,14 +971,7 @@ async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixtur
 async fn gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue(f: Fixture) {
     let a = f.default_agent().await;
     f.webhook(a, "ep_1", &[]).await;
-    f.store
-        .create_end_user(
-            f.user(a, json!({})),
-            Vec::new(),
-            vec![event("m", EventType::EndUserCreated, NOW)],
-        )
-        .await
-        .unwrap();
+    f.user_with_event(a, "m", EventType::EndUserCreated).await;
     let claimed = f
         .store
         .claim_deliveries(NOW, NOW, room(10, &[]))
@@ -1183,14 +1182,8 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
         .unwrap();
     // While disabled: msg_x happens, msg_1's attempt comes back failed and
     // msg_2's delivered.
-    f.store
-        .create_end_user(
-            f.user(a, json!({})),
-            Vec::new(),
-            vec![event("msg_x", EventType::EndUserCreated, NOW)],
-        )
-        .await
-        .unwrap();
+    f.user_with_event(a, "msg_x", EventType::EndUserCreated)
+        .await;
     let retry_at = NOW.saturating_add(std::time::Duration::from_secs(5));
     f.store
         .record_attempts(
@@ -1218,14 +1211,8 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
         .update_webhook(a, "ep_1", set_enabled(true))
         .await
         .unwrap();
-    f.store
-        .create_end_user(
-            f.user(a, json!({})),
-            Vec::new(),
-            vec![event("msg_y", EventType::EndUserUpdated, NOW)],
-        )
-        .await
-        .unwrap();
+    f.user_with_event(a, "msg_y", EventType::EndUserUpdated)
+        .await;
     let mut queue: Vec<(String, u32)> = f
         .store
         .claim_deliveries(retry_at, retry_at, only_ep_1())

@@ -626,12 +626,7 @@ impl Store for SqliteStore {
         for _ in 0..self.reader_count {
             let _ = self.reads.send(ReadMessage::Stop);
         }
-        let threads = std::mem::take(
-            &mut *self
-                .threads
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let threads = std::mem::take(&mut *lock(&self.threads));
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();

@@ -415,7 +415,7 @@ pub(super) fn claim_deliveries(
                 |row| Ok((row.get(0)?, Message::at(row, 1)?)),
             )?
             .collect::<Result<_, _>>()?;
-        let left = slots - rows.len();
+        let left = slots.saturating_sub(rows.len());
         for (attempts, message) in rows {
             lease.execute(params![endpoint.id, message.id, lease_until.as_micros()])?;
             claimed.push(endpoint.delivery(message, attempts, None));
