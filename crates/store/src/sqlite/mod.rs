@@ -235,10 +235,7 @@ impl SqliteStore {
         let on_failure = Arc::clone(&self.outbox);
         let job = Job::new(move |conn: &Connection| f(conn, &mut lock(&outbox)), reply)
             .on_failure(move || lock(&on_failure).cursors.clear());
-        self.writes
-            .send(Message::Job(Box::new(job)))
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.submit(job, answer).await
     }
 
     /// Runs `f` in the writer's next transaction and answers after commit.
@@ -248,8 +245,17 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        self.submit(Job::new(f, reply), answer).await
+    }
+
+    /// Queues `job` for the writer and waits for its answer.
+    async fn submit<T>(
+        &self,
+        job: impl writer::WriteJob + 'static,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         self.writes
-            .send(Message::Job(Box::new(Job::new(f, reply))))
+            .send(Message::Job(Box::new(job)))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
