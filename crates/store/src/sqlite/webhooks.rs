@@ -88,16 +88,20 @@ macro_rules! endpoint_columns {
     };
 }
 
+/// The event filters stored in `column` (a JSON array of type names).
+fn filters_at(row: &Row<'_>, column: usize) -> rusqlite::Result<Vec<String>> {
+    let raw = row.get_ref(column)?.as_str()?;
+    // Read as empty, damaged filters would subscribe to every event.
+    serde_json::from_str(raw).map_err(|_| super::unreadable(column, "event filters"))
+}
+
 fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
-    let filters: String = row.get(4)?;
     Ok(WebhookEndpoint {
         agent_id: AgentId(row.get(0)?),
         id: row.get(1)?,
         url: row.get(2)?,
         description: row.get(3)?,
-        // Read as empty, damaged filters would subscribe to every event.
-        event_filters: serde_json::from_str(&filters)
-            .map_err(|_| super::unreadable(4, "event filters"))?,
+        event_filters: filters_at(row, 4)?,
         enabled: row.get(5)?,
         secret: SigningSecret::new(row.get(6)?),
         previous_secret: row.get::<_, Option<String>>(7)?.map(SigningSecret::new),
@@ -295,8 +299,7 @@ struct Serving {
     url: String,
     secret: String,
     previous_secret: Option<String>,
-    /// The filters as stored (JSON).
-    filters: String,
+    filters: Vec<String>,
     position: i64,
 }
 
@@ -365,7 +368,7 @@ pub(super) fn claim_deliveries(
                 url: row.get(2)?,
                 secret: row.get(3)?,
                 previous_secret: row.get(4)?,
-                filters: row.get(5)?,
+                filters: filters_at(row, 5)?,
                 position: row.get(6)?,
             })
         })?
@@ -442,9 +445,6 @@ fn read_outbox(
     room: usize,
     claimed: &mut Vec<Delivery>,
 ) -> Result<(), StoreError> {
-    // Read as empty, damaged filters would subscribe to every event.
-    let filters: Vec<String> = serde_json::from_str(&endpoint.filters)
-        .map_err(|_| super::unreadable(5, "event filters"))?;
     let cursor = reader.cursors.at(&endpoint.id, endpoint.position);
     let mut handed = 0;
     let mut by_seq = conn.prepare_cached(
@@ -482,7 +482,7 @@ fn read_outbox(
             read += 1;
             let seq: i64 = row.get(0)?;
             let event_type = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-            if wants(&filters, event_type) {
+            if wants(&endpoint.filters, event_type) {
                 cursor.pass(seq, Some(lease_until));
                 claimed.push(endpoint.delivery(Message::at(row, 1)?, 0, Some(seq)));
                 handed += 1;
