@@ -210,14 +210,7 @@ pub(super) fn update_endpoint(
         &endpoint,
     )?;
     match (was_enabled, endpoint.enabled) {
-        (false, true) => {
-            conn.prepare_cached(
-                "UPDATE webhook_endpoints SET outbox_position = (SELECT last FROM webhook_sequence)
-                 WHERE agent_id = ?1 AND id = ?2",
-            )?
-            .execute(params![agent.0, id])?;
-            reader.cursors.forget(id);
-        }
+        (false, true) => read_from_newest(conn, &mut reader.cursors, agent, id)?,
         (true, false) => park(conn, &mut reader.cursors, agent, id)?,
         _ => {}
     }
@@ -257,6 +250,17 @@ fn park(
     }
     let from = cursor.read();
     queue.execute(params![agent.0, id, from, i64::MAX])?;
+    read_from_newest(conn, cursors, agent, id)
+}
+
+/// Moves the endpoint's cursor to the newest message: it reads only what
+/// commits from now on.
+fn read_from_newest(
+    conn: &Connection,
+    cursors: &mut Cursors,
+    agent: AgentId,
+    id: &str,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE webhook_endpoints SET outbox_position = (SELECT last FROM webhook_sequence)
          WHERE agent_id = ?1 AND id = ?2",
