@@ -78,6 +78,22 @@ impl Fixture {
             .unwrap();
     }
 
+    /// [`Store::claim_deliveries`], which must succeed.
+    async fn claim(&self, now: Timestamp, lease_until: Timestamp, claim: Claim) -> Vec<Delivery> {
+        self.store
+            .claim_deliveries(now, lease_until, claim)
+            .await
+            .unwrap()
+    }
+
+    /// [`Store::record_attempts`], which must succeed.
+    async fn record(&self, records: Vec<AttemptRecord>, disable_if_failing_since: Timestamp) {
+        self.store
+            .record_attempts(records, disable_if_failing_since)
+            .await
+            .unwrap();
+    }
+
     /// Creates a user whose creation writes the one event `message_id`.
     async fn user_with_event(&self, agent: AgentId, message_id: &str, event_type: EventType) {
         let events = vec![event(message_id, event_type, NOW)];
@@ -676,11 +692,7 @@ async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f:
     );
 
     let later = NOW.saturating_add(std::time::Duration::from_secs(60));
-    let mut claimed = f
-        .store
-        .claim_deliveries(NOW, later, room(100, &[]))
-        .await
-        .unwrap();
+    let mut claimed = f.claim(NOW, later, room(100, &[])).await;
     claimed.sort_by(|x, y| (&x.endpoint_id, &x.message_id).cmp(&(&y.endpoint_id, &y.message_id)));
     let pairs: Vec<(&str, &str)> = claimed
         .iter()
@@ -697,21 +709,8 @@ async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f:
     assert_eq!(claimed[0].payload, "{\"id\":\"msg_1\"}");
     assert_eq!(claimed[0].attempts, 0);
     // Leased: not handed out again until the lease runs out.
-    assert!(
-        f.store
-            .claim_deliveries(NOW, later, room(100, &[]))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        f.store
-            .claim_deliveries(later, later, room(100, &[]))
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert!(f.claim(NOW, later, room(100, &[])).await.is_empty());
+    assert_eq!(f.claim(later, later, room(100, &[])).await.len(), 3);
     assert_eq!(f.store.delivery_counts().await.unwrap(), (3, 0, 0));
 }
 
@@ -729,43 +728,27 @@ async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
     let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
 
     // Busy endpoints are skipped.
-    let claimed = f
-        .store
-        .claim_deliveries(NOW, lease, room(10, &["ep_busy"]))
-        .await
-        .unwrap();
+    let claimed = f.claim(NOW, lease, room(10, &["ep_busy"])).await;
     assert_eq!(claimed.len(), 1);
     let d = &claimed[0];
     let retry_at = NOW.saturating_add(std::time::Duration::from_secs(5));
-    f.store
-        .record_attempts(
-            vec![record(d, NextStep::RetryAt(retry_at), NOW)],
-            NOW.saturating_sub(week),
-        )
-        .await
-        .unwrap();
+    f.record(
+        vec![record(d, NextStep::RetryAt(retry_at), NOW)],
+        NOW.saturating_sub(week),
+    )
+    .await;
     let ep = f.store.get_webhook(a, "ep_1").await.unwrap().unwrap();
     assert_eq!((ep.failing_since, ep.enabled), (Some(NOW), true));
     assert!(
-        f.store
-            .claim_deliveries(NOW, lease, room(10, &["ep_busy"]))
-            .await
-            .unwrap()
-            .is_empty(),
+        f.claim(NOW, lease, room(10, &["ep_busy"])).await.is_empty(),
         "not due yet"
     );
-    let again = f
-        .store
-        .claim_deliveries(retry_at, lease, room(10, &["ep_busy"]))
-        .await
-        .unwrap();
+    let again = f.claim(retry_at, lease, room(10, &["ep_busy"])).await;
     assert_eq!(again[0].attempts, 1);
 
     // A success clears the streak.
-    f.store
-        .record_attempts(vec![record(&again[0], NextStep::Delivered, retry_at)], NOW)
-        .await
-        .unwrap();
+    f.record(vec![record(&again[0], NextStep::Delivered, retry_at)], NOW)
+        .await;
     assert_eq!(
         f.store
             .get_webhook(a, "ep_1")
@@ -804,11 +787,7 @@ async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) {
     f.webhook(a, "ep_1", &[]).await;
     f.users_with_events(a, 5).await;
     let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
-    let d = f
-        .store
-        .claim_deliveries(NOW, lease, room(10, &[]))
-        .await
-        .unwrap();
+    let d = f.claim(NOW, lease, room(10, &[])).await;
     assert_eq!(d.len(), 5);
     let retry = NextStep::RetryAt(NOW.saturating_add(std::time::Duration::from_secs(60)));
     let failing_since = async || {
@@ -825,7 +804,7 @@ async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) {
         record(&d[1], retry.clone(), NOW),
         record(&d[2], NextStep::Delivered, NOW),
     ];
-    f.store.record_attempts(batch, NOW).await.unwrap();
+    f.record(batch, NOW).await;
     assert_eq!(failing_since().await, None);
     // Delivered, failed: failing since the failure.
     let later = NOW.saturating_add(std::time::Duration::from_secs(1));
@@ -833,7 +812,7 @@ async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) {
         record(&d[3], NextStep::Delivered, later),
         record(&d[4], retry, later),
     ];
-    f.store.record_attempts(batch, NOW).await.unwrap();
+    f.record(batch, NOW).await;
     assert_eq!(failing_since().await, Some(later));
 }
 
@@ -854,7 +833,7 @@ async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
             after: after.clone(),
             ..room(2, &[])
         };
-        let claimed = f.store.claim_deliveries(NOW, lease, claim).await.unwrap();
+        let claimed = f.claim(NOW, lease, claim).await;
         assert_eq!(claimed.len(), 2);
         after = claimed.last().map(|d| d.endpoint_id.clone());
         turns.push(
@@ -868,7 +847,7 @@ async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
             .iter()
             .map(|d| record(d, NextStep::Delivered, NOW))
             .collect();
-        f.store.record_attempts(done, NOW).await.unwrap();
+        f.record(done, NOW).await;
     }
     assert_eq!(
         turns,
@@ -880,7 +859,7 @@ async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
         after,
         ..room(3, &[])
     };
-    let claimed = f.store.claim_deliveries(NOW, lease, claim).await.unwrap();
+    let claimed = f.claim(NOW, lease, claim).await;
     let order: Vec<&str> = claimed.iter().map(|d| d.endpoint_id.as_str()).collect();
     assert_eq!(order, ["ep_a", "ep_b", "ep_c"]);
 }
@@ -898,19 +877,13 @@ async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixtur
         .unwrap();
     let week = std::time::Duration::from_secs(7 * 86_400);
     let lease = NOW.saturating_add(week);
-    let claimed = f
-        .store
-        .claim_deliveries(NOW, lease, room(10, &[]))
-        .await
-        .unwrap();
+    let claimed = f.claim(NOW, lease, room(10, &[])).await;
     // msg_1 fails for good at NOW: the streak starts.
-    f.store
-        .record_attempts(
-            vec![record(&claimed[0], NextStep::GiveUp, NOW)],
-            NOW.saturating_sub(week),
-        )
-        .await
-        .unwrap();
+    f.record(
+        vec![record(&claimed[0], NextStep::GiveUp, NOW)],
+        NOW.saturating_sub(week),
+    )
+    .await;
     assert!(
         f.store
             .get_webhook(a, "ep_1")
@@ -922,13 +895,11 @@ async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixtur
     // A week later msg_2 fails too: every delivery failed for a week.
     let later = NOW.saturating_add(week);
     let retry = NextStep::RetryAt(later.saturating_add(week));
-    f.store
-        .record_attempts(
-            vec![record(&claimed[1], retry, later)],
-            later.saturating_sub(week),
-        )
-        .await
-        .unwrap();
+    f.record(
+        vec![record(&claimed[1], retry, later)],
+        later.saturating_sub(week),
+    )
+    .await;
     let ep = f.store.get_webhook(a, "ep_1").await.unwrap().unwrap();
     assert!(!ep.enabled);
     assert!(
@@ -938,13 +909,7 @@ async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixtur
     );
     // Disabled endpoints get nothing.
     let far = later.saturating_add(week).saturating_add(week);
-    assert!(
-        f.store
-            .claim_deliveries(far, far, room(10, &[]))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(f.claim(far, far, room(10, &[])).await.is_empty());
 
     // Re-enabled, and the failed message re-queued.
     let enable: endusers_store::EndpointMutation = Box::new(|e| {
@@ -960,11 +925,7 @@ async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixtur
             .unwrap(),
         1
     );
-    let requeued = f
-        .store
-        .claim_deliveries(far, far, room(10, &[]))
-        .await
-        .unwrap();
+    let requeued = f.claim(far, far, room(10, &[])).await;
     assert_eq!(requeued.len(), 2, "the recovered one and the pending retry");
 }
 
@@ -972,16 +933,9 @@ async fn gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue(f: Fixtu
     let a = f.default_agent().await;
     f.webhook(a, "ep_1", &[]).await;
     f.user_with_event(a, "m", EventType::EndUserCreated).await;
-    let claimed = f
-        .store
-        .claim_deliveries(NOW, NOW, room(10, &[]))
-        .await
-        .unwrap();
+    let claimed = f.claim(NOW, NOW, room(10, &[])).await;
     let gone = NextStep::DisableEndpoint("the endpoint answered 410 Gone".into());
-    f.store
-        .record_attempts(vec![record(&claimed[0], gone, NOW)], NOW)
-        .await
-        .unwrap();
+    f.record(vec![record(&claimed[0], gone, NOW)], NOW).await;
     let ep = f.store.get_webhook(a, "ep_1").await.unwrap().unwrap();
     assert_eq!(
         (ep.enabled, ep.disabled_reason.as_deref()),
@@ -1005,11 +959,7 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
         .create_end_user(f.user(a, json!({})), Vec::new(), events)
         .await
         .unwrap();
-    let claimed = f
-        .store
-        .claim_deliveries(NOW, NOW, room(10, &[]))
-        .await
-        .unwrap();
+    let claimed = f.claim(NOW, NOW, room(10, &[])).await;
     // Everything delivered except msg_b to ep_2, which stays pending, and
     // msg_a to ep_1, which is delivered on its second attempt (and so has
     // a delivery row).
@@ -1027,18 +977,16 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
     assert_eq!(records.len(), 3);
     // Failing since long before: not a failure long enough to disable.
     let long_before = Timestamp::from_micros(0);
-    f.store.record_attempts(records, long_before).await.unwrap();
+    f.record(records, long_before).await;
     let retried: Vec<AttemptRecord> = f
-        .store
-        .claim_deliveries(NOW, NOW, room(10, &[]))
+        .claim(NOW, NOW, room(10, &[]))
         .await
-        .unwrap()
         .iter()
         .filter(|d| is(d, "ep_1", "msg_a"))
         .map(|d| record(d, NextStep::Delivered, NOW))
         .collect();
     assert_eq!(retried.len(), 1);
-    f.store.record_attempts(retried, NOW).await.unwrap();
+    f.record(retried, NOW).await;
     let later = NOW.saturating_add(std::time::Duration::from_secs(1));
     // msg_a and msg_b are "old" (below msg_m), msg_z is not.
     let pruned = f
@@ -1065,21 +1013,15 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
         "msg_b's delivery to ep_2 is pending; the history of the delivered ones went with their attempts"
     );
     // msg_b's lease ran out: it is handed out again, and fails.
-    let still_due = f
-        .store
-        .claim_deliveries(later, later, room(10, &[]))
-        .await
-        .unwrap();
+    let still_due = f.claim(later, later, room(10, &[])).await;
     assert_eq!(still_due.len(), 1);
     assert_eq!(
         still_due[0].message_id, "msg_b",
         "its message survives the pruning"
     );
     let retry = NextStep::RetryAt(later);
-    f.store
-        .record_attempts(vec![record(&still_due[0], retry, later)], long_before)
-        .await
-        .unwrap();
+    f.record(vec![record(&still_due[0], retry, later)], long_before)
+        .await;
     let even_later = later.saturating_add(std::time::Duration::from_secs(1));
     assert_eq!(
         f.store
@@ -1089,11 +1031,7 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
         1 + 1,
         "ep_2's attempt, and msg_a now that ep_2 has passed it; msg_b waits in its delivery row"
     );
-    let retried = f
-        .store
-        .claim_deliveries(even_later, even_later, room(10, &[]))
-        .await
-        .unwrap();
+    let retried = f.claim(even_later, even_later, room(10, &[])).await;
     assert_eq!(
         retried
             .iter()
@@ -1111,11 +1049,7 @@ async fn the_cursor_moves_past_finished_deliveries_only(f: Fixture) {
     f.webhook(a, "ep_1", &[]).await;
     f.users_with_events(a, 4).await;
     let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
-    let first = f
-        .store
-        .claim_deliveries(NOW, lease, room(3, &[]))
-        .await
-        .unwrap();
+    let first = f.claim(NOW, lease, room(3, &[])).await;
     let ids: Vec<&str> = first.iter().map(|d| d.message_id.as_str()).collect();
     assert_eq!(ids, ["msg_0", "msg_1", "msg_2"], "in commit order");
     // msg_1 and msg_2 done, msg_0 still out.
@@ -1123,32 +1057,24 @@ async fn the_cursor_moves_past_finished_deliveries_only(f: Fixture) {
         record(&first[1], NextStep::Delivered, NOW),
         record(&first[2], NextStep::Delivered, NOW),
     ];
-    f.store.record_attempts(done, NOW).await.unwrap();
+    f.record(done, NOW).await;
     assert_eq!(
         f.store.delivery_counts().await.unwrap(),
         (4, 2, 0),
         "the stored position waits for msg_0, so all four count as pending"
     );
-    let next = f
-        .store
-        .claim_deliveries(NOW, lease, room(10, &[]))
-        .await
-        .unwrap();
+    let next = f.claim(NOW, lease, room(10, &[])).await;
     let ids: Vec<&str> = next.iter().map(|d| d.message_id.as_str()).collect();
     assert_eq!(ids, ["msg_3"], "nothing handed out twice");
     let done = vec![
         record(&first[0], NextStep::Delivered, NOW),
         record(&next[0], NextStep::Delivered, NOW),
     ];
-    f.store.record_attempts(done, NOW).await.unwrap();
+    f.record(done, NOW).await;
     assert_eq!(f.store.delivery_counts().await.unwrap(), (0, 4, 0));
     let later = lease.saturating_add(std::time::Duration::from_secs(1));
     assert!(
-        f.store
-            .claim_deliveries(later, later, room(10, &[]))
-            .await
-            .unwrap()
-            .is_empty(),
+        f.claim(later, later, room(10, &[])).await.is_empty(),
         "every delivery recorded: nothing comes back when the leases run out"
     );
 }
@@ -1166,13 +1092,11 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
         free_slots: [("ep_2".to_owned(), 0)].into(),
         ..room(3, &[])
     };
-    let out = f.store.claim_deliveries(NOW, lease, claim).await.unwrap();
+    let out = f.claim(NOW, lease, claim).await;
     let ids: Vec<&str> = out.iter().map(|d| d.message_id.as_str()).collect();
     assert_eq!(ids, ["msg_0", "msg_1", "msg_2"], "msg_3 not read yet");
-    f.store
-        .record_attempts(vec![record(&out[0], NextStep::Delivered, NOW)], NOW)
-        .await
-        .unwrap();
+    f.record(vec![record(&out[0], NextStep::Delivered, NOW)], NOW)
+        .await;
     let set_enabled = |enabled: bool| -> endusers_store::EndpointMutation {
         Box::new(move |e| e.enabled = enabled)
     };
@@ -1185,26 +1109,20 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
     f.user_with_event(a, "msg_x", EventType::EndUserCreated)
         .await;
     let retry_at = NOW.saturating_add(std::time::Duration::from_secs(5));
-    f.store
-        .record_attempts(
-            vec![
-                record(&out[1], NextStep::RetryAt(retry_at), NOW),
-                record(&out[2], NextStep::Delivered, NOW),
-            ],
-            NOW,
-        )
-        .await
-        .unwrap();
+    f.record(
+        vec![
+            record(&out[1], NextStep::RetryAt(retry_at), NOW),
+            record(&out[2], NextStep::Delivered, NOW),
+        ],
+        NOW,
+    )
+    .await;
     let only_ep_1 = || Claim {
         free_slots: [("ep_2".to_owned(), 0)].into(),
         ..room(10, &[])
     };
     assert!(
-        f.store
-            .claim_deliveries(retry_at, retry_at, only_ep_1())
-            .await
-            .unwrap()
-            .is_empty(),
+        f.claim(retry_at, retry_at, only_ep_1()).await.is_empty(),
         "disabled: nothing is sent"
     );
     f.store
@@ -1214,10 +1132,8 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
     f.user_with_event(a, "msg_y", EventType::EndUserUpdated)
         .await;
     let mut queue: Vec<(String, u32)> = f
-        .store
-        .claim_deliveries(retry_at, retry_at, only_ep_1())
+        .claim(retry_at, retry_at, only_ep_1())
         .await
-        .unwrap()
         .into_iter()
         .map(|d| (d.message_id, d.attempts))
         .collect();
@@ -1303,16 +1219,10 @@ async fn sqlite_one_process_reads_the_outbox_and_another_takes_over_at_once() {
     };
     f.users_with_events(agent, 2).await;
     let far = NOW.saturating_add(std::time::Duration::from_secs(3600));
-    let out = f
-        .store
-        .claim_deliveries(NOW, NOW, room(1, &[]))
-        .await
-        .unwrap();
+    let out = f.claim(NOW, NOW, room(1, &[])).await;
     assert_eq!(out.len(), 1);
-    f.store
-        .record_attempts(vec![record(&out[0], NextStep::Delivered, NOW)], NOW)
-        .await
-        .unwrap();
+    f.record(vec![record(&out[0], NextStep::Delivered, NOW)], NOW)
+        .await;
     assert!(
         second
             .claim_deliveries(far, far, room(10, &[]))
