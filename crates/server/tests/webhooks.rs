@@ -1030,6 +1030,38 @@ async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
     eprintln!("the hanging endpoint had {stuck} requests in flight or timed out meanwhile");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_with_a_body_leaves_the_connection_open_for_the_next_delivery() {
+    const DELIVERIES: usize = 8;
+    let receiver = Receiver::start().await;
+    let app = spawn(settings(&[0])).await;
+    let path = "/ok/says-something";
+    receiver.set(path, Reply::WithBody(200, 200));
+    let (id, _) = endpoint(&app, &receiver.url(path)).await;
+
+    // One user at a time, each once the attempt before is in the log: by
+    // then the sender is done with that answer and its connection is free.
+    for made in 1..=DELIVERIES {
+        app.create_user(&json!({})).await;
+        wait_attempts(&app, &id, made).await;
+    }
+    let log = attempts(&app, &id).await;
+    assert!(
+        log.iter().all(|a| a["status_code"] == json!(200)),
+        "{log:?}"
+    );
+    // A sender that left such answers unread would close each connection,
+    // and every delivery would pay a new one, with its TLS handshake.
+    let got = receiver.received(path);
+    let connections: HashSet<_> = got.iter().map(|r| r.peer).collect();
+    assert_eq!(got.len(), DELIVERIES);
+    assert_eq!(
+        connections.len(),
+        1,
+        "{DELIVERIES} deliveries, one at a time, came over these connections: {connections:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 9. Recover
 

@@ -6,18 +6,20 @@
 //! `/fail…` 500, `/hang…` sleeps (past any webhook timeout) then 200,
 //! `/gone…` 410, `/ratelimited…` 429 with `Retry-After: 1`,
 //! `/unavailable…` 503 with `Retry-After: 1`; anything else 404.
-//! [`Receiver::set`] fixes a path's answer from then on and
+//! Each request remembers the client's address, so a test can count the
+//! connections deliveries came over. [`Receiver::set`] fixes a path's answer from then on and
 //! [`Receiver::script`] queues answers that are used, in order, first.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use endusers_server::webhooks::signature::{self, EndpointSecret};
@@ -38,6 +40,8 @@ pub struct Received {
     pub body: Bytes,
     /// When the request (with its whole body) had arrived.
     pub at: Instant,
+    /// The sender's end of the connection it came over.
+    pub peer: SocketAddr,
 }
 
 impl Received {
@@ -90,6 +94,9 @@ pub enum Reply {
     RetryAfter(u16, String),
     /// Sleeps this long, then 200.
     Hang(Duration),
+    /// A status with a body of this many bytes, as many receivers answer
+    /// (`{"ok":true}`, a page of HTML).
+    WithBody(u16, usize),
 }
 
 impl Reply {
@@ -140,6 +147,7 @@ impl Shared {
 
 async fn handle(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -152,6 +160,7 @@ async fn handle(
         headers,
         body,
         at,
+        peer,
     });
     let status = |code: u16| StatusCode::from_u16(code).unwrap();
     match reply {
@@ -168,6 +177,7 @@ async fn handle(
             tokio::time::sleep(sleep).await;
             StatusCode::OK.into_response()
         }
+        Reply::WithBody(code, length) => (status(code), "x".repeat(length)).into_response(),
     }
 }
 
@@ -195,6 +205,7 @@ impl Receiver {
             .expect("the receiver binds");
         let addr = listener.local_addr().expect("the receiver's address");
         let task = tokio::spawn(async move {
+            let router = router.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, router)
                 .await
                 .expect("the receiver runs");
