@@ -250,8 +250,35 @@ pub async fn open(database_url: &str, now: Timestamp) -> Result<Arc<dyn Store>, 
         let store = sqlite::SqliteStore::open(&path, sqlite::Options::default(), now).await?;
         return Ok(Arc::new(store));
     }
-    Err(StoreError::Config(format!(
-        "database_url must start with sqlite:// (got scheme {:?})",
-        database_url.split(':').next().unwrap_or_default()
-    )))
+    Err(StoreError::Config(unsupported_url(database_url)))
+}
+
+/// Why `database_url` names no backend this build has. Only the scheme is
+/// repeated: the rest of a URL may carry a password.
+fn unsupported_url(database_url: &str) -> String {
+    let scheme = database_url.split(':').next().unwrap_or_default();
+    if matches!(scheme, "postgres" | "postgresql") {
+        return "database_url: the PostgreSQL backend is not built yet; use sqlite://PATH"
+            .to_owned();
+    }
+    format!("database_url must start with sqlite:// (got scheme {scheme:?})")
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::unsupported_url;
+
+    #[test]
+    fn an_unsupported_url_is_named_by_its_scheme_only() {
+        let postgres = unsupported_url("postgres://app:hunter2@db.internal/endusers");
+        assert!(
+            postgres.contains("PostgreSQL backend is not built yet"),
+            "{postgres}"
+        );
+        let other = unsupported_url("mysql://app:hunter2@db/endusers");
+        assert!(other.contains("\"mysql\""), "{other}");
+        for message in [postgres, other] {
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+    }
 }
