@@ -6,6 +6,7 @@ mod body;
 pub mod error;
 pub mod limits;
 pub mod maintenance;
+pub mod metrics;
 mod pagination;
 pub mod vault;
 pub mod webhooks;
@@ -78,6 +79,7 @@ pub struct Shared {
     /// Signalled after a write that queued webhook deliveries.
     pub webhook_wakeup: Arc<Notify>,
     pub limiter: Arc<Limiter>,
+    pub webhook_metrics: Arc<metrics::WebhookMetrics>,
     ids: Arc<IdGenerator>,
 }
 
@@ -96,6 +98,7 @@ impl AppState {
             config: Arc::new(config),
             vault,
             webhook_wakeup: Arc::new(Notify::new()),
+            webhook_metrics: Arc::new(metrics::WebhookMetrics::default()),
             ids: Arc::new(IdGenerator::new()),
         }))
     }
@@ -155,7 +158,7 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        state.limiter.metrics.render(),
+        metrics::render(&state),
     )
 }
 

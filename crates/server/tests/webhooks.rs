@@ -1062,6 +1062,56 @@ async fn an_answer_with_a_body_leaves_the_connection_open_for_the_next_delivery(
     );
 }
 
+/// The value of the sample `series` (name with its labels, as printed) on
+/// the metrics page.
+fn sample(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} on the metrics page:\n{page}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{series}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_page_counts_attempts_by_outcome_and_the_stores_writes() {
+    let receiver = Receiver::start().await;
+    let app = spawn(settings(&[10])).await;
+    let (ok, _) = endpoint(&app, &receiver.url("/ok/counted")).await;
+    let (failing, _) = endpoint(&app, &receiver.url("/fail/counted")).await;
+    app.create_user(&json!({})).await;
+    wait_attempts(&app, &ok, 1).await;
+    // A failure, its retry 10 ms later, and then the schedule is spent.
+    wait_attempts(&app, &failing, 2).await;
+
+    let page = app.get_url(&app.url("/metrics")).await;
+    assert_eq!(page.status, 200);
+    let page = page.text;
+    let attempts = |outcome: &str| {
+        sample(
+            &page,
+            &format!("endusers_webhook_attempts_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(attempts("delivered"), 1.0, "{page}");
+    assert_eq!(attempts("retrying"), 1.0, "{page}");
+    assert_eq!(attempts("gave_up"), 1.0, "{page}");
+    assert_eq!(attempts("disabled_endpoint"), 0.0, "{page}");
+    assert_eq!(
+        sample(&page, "endusers_webhook_attempts_in_flight"),
+        0.0,
+        "{page}"
+    );
+    // Two endpoints, a user and its event, and the attempts, at least.
+    let writes = sample(&page, "endusers_store_writes_total");
+    let transactions = sample(&page, "endusers_store_transactions_total");
+    assert!(writes >= 4.0, "{page}");
+    assert!((1.0..=writes).contains(&transactions), "{page}");
+    assert!(
+        sample(&page, "endusers_store_write_busy_seconds_total") > 0.0,
+        "{page}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 9. Recover
 

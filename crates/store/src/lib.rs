@@ -23,7 +23,9 @@ pub use model::{
     Agent, ApiKeyRecord, Created, NewApiKey, OwnedSealedValue, SealedValue, SensitiveChange,
     Updated,
 };
-pub use model::{AgentLimits, ConversationMutation, NewConversation, StartedConversation};
+pub use model::{
+    AgentLimits, ConversationMutation, NewConversation, StartedConversation, WriteStats,
+};
 pub use webhook_model::{
     Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, SigningSecret,
     WebhookEndpoint,
@@ -237,6 +239,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_orphans(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError>;
     /// (pending, delivered, failed) deliveries, for tests and metrics.
     async fn delivery_counts(&self) -> Result<(u64, u64, u64), StoreError>;
+    /// What writing has cost so far; cheap enough to read on every scrape.
+    fn write_stats(&self) -> WriteStats;
 
     /// Finishes queued writes and releases the backend. Calls made after
     /// it answer [`StoreError::Closed`].

@@ -118,3 +118,19 @@ pub type ConversationMutation = Box<
         ) -> Result<Vec<endusers_core::OutboxEvent>, crate::StoreError>
         + Send,
 >;
+
+/// What writing has cost the store since it opened: counters that only
+/// grow, for `/metrics` and the bench. Two readings taken a while apart
+/// tell how many writes shared a transaction and how much of the time the
+/// writing was busy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Transactions run (a commit that failed counts too).
+    pub transactions: u64,
+    /// Writes those transactions carried: one per store call that writes.
+    pub writes: u64,
+    /// Wall-clock time from each transaction's start to its commit's
+    /// return, in microseconds: waiting for the disk, and for a core,
+    /// included.
+    pub busy_micros: u64,
+}

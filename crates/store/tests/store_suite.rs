@@ -352,6 +352,62 @@ async fn concurrent_writes_all_land(f: Fixture) {
     );
 }
 
+async fn write_stats_count_writes_and_the_transactions_they_shared(f: Fixture) {
+    let a = f.default_agent().await;
+    let start = f.store.write_stats();
+    // One at a time: each write is its own transaction.
+    let mut made = Vec::new();
+    for n in 0..3 {
+        made.push(
+            f.create(a, json!({"profile": {"metadata": {"n": n}}}))
+                .await,
+        );
+    }
+    let alone = f.store.write_stats();
+    assert_eq!(alone.writes - start.writes, 3, "{start:?} then {alone:?}");
+    assert_eq!(
+        alone.transactions - start.transactions,
+        3,
+        "{start:?} then {alone:?}"
+    );
+    assert!(
+        alone.busy_micros > start.busy_micros,
+        "{start:?} then {alone:?}"
+    );
+    // Reads cost the writer nothing.
+    f.store
+        .get_end_user(a, made[0].end_user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.store.write_stats(), alone);
+    // Together: every write counted, in at most as many transactions.
+    let f = Arc::new(f);
+    let tasks: Vec<_> = (0..100)
+        .map(|n| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                f.create(a, json!({"profile": {"metadata": {"n": n}}}))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let together = f.store.write_stats();
+    assert_eq!(
+        together.writes - alone.writes,
+        100,
+        "{alone:?} then {together:?}"
+    );
+    let transactions = together.transactions - alone.transactions;
+    assert!(
+        (1..=100).contains(&transactions),
+        "{alone:?} then {together:?}"
+    );
+}
+
 async fn keys_are_found_listed_and_revoked(f: Fixture) {
     let a = f.default_agent().await;
     let key = endusers_store::NewApiKey {
@@ -1183,6 +1239,7 @@ suite!(sqlite:
     a_failing_mutation_changes_nothing,
     listing_pages_in_id_order,
     concurrent_writes_all_land,
+    write_stats_count_writes_and_the_transactions_they_shared,
     keys_are_found_listed_and_revoked,
     closing_refuses_later_calls,
     sensitive_values_are_written_with_the_user_and_expire,

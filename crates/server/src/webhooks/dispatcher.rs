@@ -135,6 +135,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                     lock(&in_flight).start(&deliveries);
                     for delivery in deliveries {
                         let target = targets.get(&delivery.url);
+                        state.webhook_metrics.sent();
                         let task = Attempt {
                             state: state.clone(),
                             client: client.clone(),
@@ -253,6 +254,7 @@ impl Attempt {
             next,
             outbox_seq: delivery.outbox_seq,
         };
+        self.state.webhook_metrics.finished(&record.next);
         let _ = self.records.send(record);
         lock(&self.in_flight).finish(&delivery.endpoint_id);
         self.wakeup.notify_one();

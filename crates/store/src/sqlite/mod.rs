@@ -36,6 +36,7 @@ use crate::{
     Agent, AgentLimits, ApiKeyRecord, Attempt, AttemptRecord, Claim, ConversationMutation, Created,
     Delivery, EndpointMutation, Mutation, NewApiKey, NewConversation, OwnedSealedValue,
     SealedValue, SensitiveChange, StartedConversation, Store, StoreError, Updated, WebhookEndpoint,
+    WriteStats,
 };
 use writer::{Job, Message};
 
@@ -78,6 +79,8 @@ pub struct SqliteStore {
     checkpoints: checkpointer::Stop,
     /// Used by the writer thread's webhook jobs only, one at a time.
     outbox: Arc<Mutex<webhooks::OutboxReader>>,
+    /// Counted by the writer thread.
+    write_counters: Arc<writer::Counters>,
 }
 
 /// Runs a statement that returns no rows from the connection's cache: the
@@ -155,8 +158,10 @@ impl SqliteStore {
         let (checkpoints_thread, checkpoints) = checkpointer::spawn(path, Arc::clone(&handoff))?;
         threads.push(checkpoints_thread);
         let anchor = anchor::ReadAnchor::open(path)?;
+        let write_counters = Arc::new(writer::Counters::default());
+        let counters = Arc::clone(&write_counters);
         threads.push(spawn("endusers-sqlite-writer", move || {
-            writer::run(conn, write_queue, &handoff, anchor)
+            writer::run(conn, write_queue, &handoff, anchor, &counters)
         })?);
         let reader_count = options.readers.max(1);
         for n in 0..reader_count {
@@ -180,6 +185,7 @@ impl SqliteStore {
                 lock: outbox_lock::OutboxLock::beside(path),
                 cursors: cursors::Cursors::default(),
             })),
+            write_counters,
         })
     }
 
@@ -621,6 +627,10 @@ impl Store for SqliteStore {
 
     async fn delivery_counts(&self) -> Result<(u64, u64, u64), StoreError> {
         self.read(webhooks::delivery_counts).await
+    }
+
+    fn write_stats(&self) -> WriteStats {
+        self.write_counters.read()
     }
 
     async fn close(&self) {

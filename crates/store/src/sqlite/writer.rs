@@ -8,6 +8,8 @@
 //! share one fsync; alone, a write commits at once.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -15,7 +17,7 @@ use tokio::sync::oneshot;
 use super::anchor::ReadAnchor;
 use super::checkpointer::Handoff;
 use super::run_cached;
-use crate::StoreError;
+use crate::{StoreError, WriteStats};
 
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -24,6 +26,35 @@ const MAX_BATCH: usize = 512;
 /// transactions work anyway (see [`between_transactions`]): the same beat
 /// as the checkpointer's, so an idle store's log starts over as well.
 const IDLE_TICK: std::time::Duration = super::checkpointer::INTERVAL;
+
+/// The writer's [`WriteStats`], counted as it goes: three additions per
+/// transaction, read from any thread.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    transactions: AtomicU64,
+    writes: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, writes: usize, busy: std::time::Duration) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.writes
+            .fetch_add(u64::try_from(writes).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.busy_micros.fetch_add(
+            u64::try_from(busy.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn read(&self) -> WriteStats {
+        WriteStats {
+            transactions: self.transactions.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            busy_micros: self.busy_micros.load(Ordering::Relaxed),
+        }
+    }
+}
 
 pub(crate) enum Message {
     Job(Box<dyn WriteJob>),
@@ -102,6 +133,7 @@ pub(crate) fn run(
     queue: flume::Receiver<Message>,
     checkpoints: &Handoff,
     anchor: ReadAnchor,
+    counters: &Counters,
 ) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
@@ -125,7 +157,9 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let commit = commit_batch(&mut conn, &mut batch);
+        counters.count(batch.len(), started.elapsed());
         for job in batch.drain(..) {
             job.finish(commit.as_ref().map(|_| ()));
         }
