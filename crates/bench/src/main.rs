@@ -16,6 +16,7 @@ mod report;
 mod scenarios;
 mod server;
 mod webhooks;
+mod writer;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

@@ -12,6 +12,7 @@ use crate::calibrate::Calibration;
 use crate::load::Outcome;
 use crate::server::Usage;
 use crate::webhooks::Delivery;
+use crate::writer::WriterLoad;
 use crate::{Params, Result};
 
 /// One request scenario.
@@ -24,6 +25,8 @@ pub struct Row {
     pub usage: Usage,
     /// The size of one answer's body.
     pub response_bytes: usize,
+    /// The server's writer meanwhile, when it publishes it.
+    pub writer: Option<WriterLoad>,
 }
 
 impl Row {
@@ -31,6 +34,13 @@ impl Row {
     pub fn merge(&mut self, later: Row) {
         self.outcome.merge(later.outcome);
         self.usage.merge(later.usage);
+        self.writer = match (self.writer, later.writer) {
+            (Some(mut writer), Some(later)) => {
+                writer.merge(later);
+                Some(writer)
+            }
+            (writer, later) => writer.or(later),
+        };
     }
 
     /// Server CPU time per answered request: steadier than requests/s on a
@@ -82,8 +92,31 @@ impl Row {
             "rss_hwm_mb": mb(self.usage.hwm_kib),
             "server_cpu_us_per_request": self.cpu_micros_per_request(),
             "client_cpu_us_per_request": self.client_cpu_micros_per_request(),
+            "writer": writer_json(self.writer),
         })
     }
+}
+
+/// The writer's figures, `null` when the server does not publish them.
+fn writer_json(writer: Option<WriterLoad>) -> Value {
+    writer.map_or(Value::Null, |w| {
+        json!({
+            "busy_share": w.busy_share(),
+            "transactions_per_s": if w.seconds > 0.0 { w.transactions / w.seconds } else { 0.0 },
+            "writes_per_transaction": w.writes_per_transaction(),
+        })
+    })
+}
+
+/// The writer's busy share and writes per commit, for a table cell.
+fn writer_text(writer: Option<WriterLoad>) -> String {
+    writer.map_or("–".to_owned(), |w| {
+        format!(
+            "{:.0} % ({:.1})",
+            w.busy_share() * 100.0,
+            w.writes_per_transaction()
+        )
+    })
 }
 
 /// CPU seconds spread over `count` things done, in microseconds each.
@@ -99,6 +132,8 @@ fn micros_each(seconds: f64, count: u64) -> f64 {
 pub struct WebhookRow {
     pub delivery: Delivery,
     pub usage: Usage,
+    /// The server's writer meanwhile, when it publishes it.
+    pub writer: Option<WriterLoad>,
 }
 
 impl WebhookRow {
@@ -146,6 +181,7 @@ impl WebhookRow {
             "arrived_before_patch_answer": d.early,
             "deliveries_per_s": d.per_second(),
             "server_cpu_us_per_delivery": self.cpu_micros_per_delivery(),
+            "writer": writer_json(self.writer),
             "ratio_to_ceiling": ratio(d.per_second(), ceiling),
             "span_s": d.span.as_secs_f64(),
             "drain_s": d.drain.as_secs_f64(),
@@ -446,18 +482,20 @@ impl Run {
              sampled every 50 ms during the scenario; CPU is the server process's user + system \
              time over the scenario per answered request (steadier than requests/s when the \
              machine's speed varies); client CPU is the same for the load generator, which \
-             shares the machine.\n",
+             shares the machine. Writer busy is the share of the scenario's time the \
+             store's single writer spent in transactions (from the server's `/metrics`; near \
+             100 %, writes queue behind one another), with the writes each commit carried.\n",
             self.ceiling.response_bytes
         );
         md.push_str(
-            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | client CPU µs/req | server peak RSS MB |\n",
+            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | client CPU µs/req | writer busy (writes/commit) | server peak RSS MB |\n",
         );
-        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in std::iter::once(&self.ceiling).chain(&self.rows) {
             let o = &row.outcome;
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1}{} |",
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {:.1}{} |",
                 row.name,
                 o.per_second(),
                 ratio(o.per_second(), ceiling),
@@ -468,6 +506,7 @@ impl Run {
                 row.response_bytes,
                 row.cpu_micros_per_request(),
                 row.client_cpu_micros_per_request(),
+                writer_text(row.writer),
                 mb(row.usage.max_kib),
                 if row.key == "ceiling" {
                     " (ceiling process)"
@@ -489,14 +528,14 @@ impl Run {
              the PATCHes that caused them.\n\n",
         );
         md.push_str(
-            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | server peak RSS MB |\n",
+            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | writer busy (writes/commit) | server peak RSS MB |\n",
         );
-        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in &self.webhooks {
             let d = &row.delivery;
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} | {:.1} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} | {} | {:.1} |",
                 d.endpoints,
                 d.offered
                     .map_or("max".to_owned(), |rate| format!("{rate:.0}")),
@@ -512,6 +551,7 @@ impl Run {
                 d.drained,
                 d.drain.as_secs_f64(),
                 row.cpu_micros_per_delivery(),
+                writer_text(row.writer),
                 mb(row.usage.max_kib),
             );
         }

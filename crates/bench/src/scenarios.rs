@@ -14,6 +14,7 @@ use crate::calibrate;
 use crate::load::{self, Call, Target, Until, Workload};
 use crate::report::{self, Row, Run, WebhookRow};
 use crate::server::{self, FileSizePeak, Process, UsageSampler};
+use crate::writer::WriterMeter;
 use crate::{Params, Result, Scenario, webhooks};
 
 /// What every scenario against the server shares.
@@ -156,6 +157,7 @@ async fn scenario<W: Workload>(
     target: &Target,
     params: &Params,
     sampler: &UsageSampler,
+    meter: Option<&WriterMeter>,
     key: &'static str,
     name: &str,
     workload: Arc<W>,
@@ -177,6 +179,9 @@ async fn scenario<W: Workload>(
         .into());
     }
     sampler.take();
+    if let Some(meter) = meter {
+        meter.take().await;
+    }
     let outcome = load::run(
         target,
         params.connections,
@@ -184,12 +189,18 @@ async fn scenario<W: Workload>(
         workload,
     )
     .await?;
+    let usage = sampler.take();
+    let writer = match meter {
+        Some(meter) => meter.take().await,
+        None => None,
+    };
     let row = Row {
         key,
         name: name.to_owned(),
         outcome,
-        usage: sampler.take(),
+        usage,
         response_bytes: body.len(),
+        writer,
     };
     eprintln!("bench:   {}", row.summary());
     Ok(row)
@@ -293,6 +304,7 @@ pub async fn run_all(params: Params) -> Result<()> {
     )?;
     let target = Target::new(endusers.addr, Some(&key))?;
     let sampler = UsageSampler::start(endusers.pid());
+    let meter = WriterMeter::new(target.clone());
     // The log beside the database, read the way the server reads the URL;
     // a relative path is the server's, which runs in `dir`.
     let sqlite_log = endusers_store::sqlite::path_from_url(&database_url).map(|db| {
@@ -311,6 +323,7 @@ pub async fn run_all(params: Params) -> Result<()> {
         created: Some(Mutex::new(Vec::new())),
     });
     sampler.take();
+    meter.take().await;
     let loaded = load::run(
         &target,
         params.connections,
@@ -333,6 +346,7 @@ pub async fn run_all(params: Params) -> Result<()> {
         outcome: loaded,
         usage: sampler.take(),
         response_bytes: 0,
+        writer: meter.take().await,
     };
     eprintln!("bench:   {}", load_row.summary());
     if (ids.len() as u64) < params.users {
@@ -374,6 +388,7 @@ pub async fn run_all(params: Params) -> Result<()> {
             &ceiling_target,
             &round,
             &ceiling_sampler,
+            None,
             "ceiling",
             "ceiling: fixed bytes, same GET",
             Arc::clone(&ceiling_workload),
@@ -385,6 +400,7 @@ pub async fn run_all(params: Params) -> Result<()> {
                 &bench.target,
                 &round,
                 &sampler,
+                Some(&meter),
                 "get",
                 "GET by id",
                 Arc::clone(&get_workload),
@@ -415,6 +431,7 @@ pub async fn run_all(params: Params) -> Result<()> {
                 &bench.target,
                 &params,
                 &sampler,
+                Some(&meter),
                 key,
                 name,
                 Arc::new(ListPage { path }),
@@ -429,6 +446,7 @@ pub async fn run_all(params: Params) -> Result<()> {
                 &bench.target,
                 &params,
                 &sampler,
+                Some(&meter),
                 "patch",
                 "PATCH one metadata key",
                 Arc::new(PatchMetadata::new(&bench, false)),
@@ -442,6 +460,7 @@ pub async fn run_all(params: Params) -> Result<()> {
                 &bench.target,
                 &params,
                 &sampler,
+                Some(&meter),
                 "post",
                 "POST create",
                 Arc::new(Create {
@@ -466,11 +485,13 @@ pub async fn run_all(params: Params) -> Result<()> {
                 )),
             );
             sampler.take();
+            meter.take().await;
             let delivery =
                 webhooks::measure(&bench, receiver_addr, &receiver, endpoints, offered).await?;
             let row = WebhookRow {
                 delivery,
                 usage: sampler.take(),
+                writer: meter.take().await,
             };
             eprintln!("bench:   {}", row.summary());
             deliveries.push(row);
