@@ -287,6 +287,54 @@ fn a_bad_configuration_exits_2_naming_the_key() {
     assert_eq!(missing.status.code(), Some(2));
 }
 
+/// A URL this build has no backend for is refused, and its password is
+/// not repeated: not in the error, not anywhere else the binary prints.
+#[test]
+fn a_postgres_url_is_refused_without_repeating_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgres://app:hunter2@db.internal/endusers?password=hunter2";
+    for command in [
+        &["migrate"][..],
+        &["serve", "--listen", "127.0.0.1:0"][..],
+        &["config"][..],
+    ] {
+        // With a master key, as a non-SQLite database requires: the
+        // refusal comes from opening the database.
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .env_remove("ENDUSERS_CONFIG")
+            .env(
+                "ENDUSERS_MASTER_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            )
+            .args(["--database-url", url])
+            .args(command)
+            .output()
+            .unwrap();
+        // `config` only shows the settings; the others open the database.
+        assert_eq!(out.status.success(), command == ["config"], "{command:?}");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if command != ["config"] {
+            assert!(
+                printed.contains("PostgreSQL backend is not built yet"),
+                "{printed}"
+            );
+        }
+        assert!(
+            printed.contains("postgres://db.internal/endusers"),
+            "{printed}"
+        );
+        assert!(
+            !printed.contains("hunter2"),
+            "{command:?} printed the password: {printed}"
+        );
+    }
+}
+
 /// The published document is valid OpenAPI 3.1 by an independent
 /// validator. Needs Python's openapi-spec-validator; in CI it must run.
 #[test]

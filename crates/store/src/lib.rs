@@ -257,15 +257,36 @@ pub async fn open(database_url: &str, now: Timestamp) -> Result<Arc<dyn Store>, 
     Err(StoreError::Config(unsupported_url(database_url)))
 }
 
-/// Why `database_url` names no backend this build has. Only the scheme is
-/// repeated: the rest of a URL may carry a password.
+/// Why `database_url` names no backend this build has, naming only its
+/// scheme: the rest of a URL may carry a password.
 fn unsupported_url(database_url: &str) -> String {
-    let scheme = database_url.split(':').next().unwrap_or_default();
-    if matches!(scheme, "postgres" | "postgresql") {
-        return "database_url: the PostgreSQL backend is not built yet; use sqlite://PATH"
-            .to_owned();
+    match database_url.split_once(':') {
+        Some(("postgres" | "postgresql", _)) => {
+            "database_url: the PostgreSQL backend is not built yet; use sqlite://PATH".to_owned()
+        }
+        Some((scheme, _)) => {
+            format!("database_url must start with sqlite:// (got scheme {scheme:?})")
+        }
+        None => "database_url must start with sqlite:// (it has no scheme)".to_owned(),
     }
-    format!("database_url must start with sqlite:// (got scheme {scheme:?})")
+}
+
+/// `database_url` as logs and messages may show it: a SQLite URL whole (a
+/// path), any other without the user, password, query and fragment, which
+/// may carry credentials.
+pub fn shown_url(database_url: &str) -> std::borrow::Cow<'_, str> {
+    if sqlite::path_from_url(database_url).is_some() {
+        return database_url.into();
+    }
+    let Some((scheme, rest)) = database_url.split_once("://") else {
+        return "(a database_url that is not a URL)".into();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}/{path}").into()
 }
 
 #[cfg(test)]
@@ -281,8 +302,27 @@ mod url_tests {
         );
         let other = unsupported_url("mysql://app:hunter2@db/endusers");
         assert!(other.contains("\"mysql\""), "{other}");
-        for message in [postgres, other] {
+        let bare = unsupported_url("hunter2");
+        assert!(bare.contains("no scheme"), "{bare}");
+        for message in [postgres, other, bare] {
             assert!(!message.contains("hunter2"), "{message}");
         }
+    }
+
+    #[test]
+    fn a_shown_url_keeps_paths_and_hosts_and_drops_credentials() {
+        use super::shown_url;
+        assert_eq!(shown_url("sqlite://./data/x.db"), "sqlite://./data/x.db");
+        assert_eq!(
+            shown_url(
+                "postgres://app:hunter2@db.internal:5432/endusers?sslmode=require&password=hunter2"
+            ),
+            "postgres://db.internal:5432/endusers"
+        );
+        assert_eq!(
+            shown_url("postgres://db.internal"),
+            "postgres://db.internal/"
+        );
+        assert!(!shown_url("hunter2").contains("hunter2"));
     }
 }

@@ -17,7 +17,10 @@ pub type CommandResult = Result<(), String>;
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, String> {
     endusers_store::open(&settings.database_url, SystemClock.now())
         .await
-        .map_err(|e| format!("cannot open {}: {e}", settings.database_url))
+        .map_err(|e| {
+            let url = endusers_store::shown_url(&settings.database_url);
+            format!("cannot open {url}: {e}")
+        })
 }
 
 /// The key file beside the SQLite database.
@@ -58,7 +61,10 @@ pub fn load_keyring(settings: &Settings) -> Result<(Keyring, Option<KeyFile>), S
 pub async fn migrate(settings: &Settings) -> CommandResult {
     let store = open_store(settings).await?;
     store.close().await;
-    println!("the database at {} is up to date", settings.database_url);
+    println!(
+        "the database at {} is up to date",
+        endusers_store::shown_url(&settings.database_url)
+    );
     Ok(())
 }
 

@@ -25,7 +25,8 @@ pub async fn run(settings: Settings) -> CommandResult {
         }
     };
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%address, database = %settings.database_url, "listening on {address}");
+    let database = endusers_store::shown_url(&settings.database_url);
+    tracing::info!(%address, %database, "listening on {address}");
 
     let mut config = settings.server_config();
     config.key_file = key_file;
