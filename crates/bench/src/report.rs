@@ -102,7 +102,7 @@ fn writer_json(writer: Option<WriterLoad>) -> Value {
     writer.map_or(Value::Null, |w| {
         json!({
             "busy_share": w.busy_share(),
-            "transactions_per_s": if w.seconds > 0.0 { w.transactions / w.seconds } else { 0.0 },
+            "transactions_per_s": w.transactions_per_second(),
             "writes_per_transaction": w.writes_per_transaction(),
         })
     })
@@ -687,8 +687,9 @@ fn errors_text(outcome: &Outcome) -> String {
     format!("{total} ({})", parts.join(", "))
 }
 
-fn ratio(value: f64, ceiling: f64) -> f64 {
-    if ceiling > 0.0 { value / ceiling } else { 0.0 }
+/// `value` over `of`, or 0 when there is nothing to divide by.
+pub fn ratio(value: f64, of: f64) -> f64 {
+    if of > 0.0 { value / of } else { 0.0 }
 }
 
 fn mb(kib: u64) -> f64 {

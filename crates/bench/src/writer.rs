@@ -9,6 +9,7 @@ use std::time::Instant;
 use hyper::Method;
 
 use crate::load::Target;
+use crate::report::ratio;
 
 /// The writer's work over a stretch of time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,19 +24,15 @@ impl WriterLoad {
     /// The share of the time the writer spent in transactions: near 1,
     /// writes wait for one another.
     pub fn busy_share(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.busy_seconds / self.seconds
-        } else {
-            0.0
-        }
+        ratio(self.busy_seconds, self.seconds)
     }
 
     pub fn writes_per_transaction(&self) -> f64 {
-        if self.transactions > 0.0 {
-            self.writes / self.transactions
-        } else {
-            0.0
-        }
+        ratio(self.writes, self.transactions)
+    }
+
+    pub fn transactions_per_second(&self) -> f64 {
+        ratio(self.transactions, self.seconds)
     }
 
     /// A later stretch of the same scenario added to this one.
@@ -140,5 +137,7 @@ mod tests {
         };
         assert_eq!(load.busy_share(), 0.25);
         assert_eq!(load.writes_per_transaction(), 4.0);
+        assert_eq!(load.transactions_per_second(), 15.0);
+        assert_eq!(WriterLoad::default().busy_share(), 0.0);
     }
 }
