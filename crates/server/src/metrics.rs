@@ -13,11 +13,12 @@ use crate::AppState;
 #[derive(Debug, Default)]
 pub struct WebhookMetrics {
     sent: AtomicU64,
-    /// Indexed by [`Outcome`], in [`Outcome::ALL`]'s order.
+    /// Indexed by [`Outcome`] (`outcome as usize`).
     finished: [AtomicU64; Outcome::ALL.len()],
 }
 
-/// What an attempt came to, as counted; its discriminant is its slot.
+/// What an attempt came to, as counted; its discriminant is its slot in
+/// [`WebhookMetrics::finished`] (and [`Outcome::ALL`] only orders the page).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Delivered,
@@ -65,13 +66,15 @@ impl WebhookMetrics {
     }
 
     fn render(&self, out: &mut String) {
-        out.push_str(
-            "# HELP endusers_webhook_attempts_total Delivery attempts finished, by what follows from them.\n\
-             # TYPE endusers_webhook_attempts_total counter\n",
-        );
         let mut finished = 0;
-        for (outcome, counter) in Outcome::ALL.iter().zip(&self.finished) {
-            let n = counter.load(Ordering::Relaxed);
+        header(
+            out,
+            "endusers_webhook_attempts_total",
+            "counter",
+            "Delivery attempts finished, by what follows from them.",
+        );
+        for outcome in Outcome::ALL {
+            let n = self.finished[outcome as usize].load(Ordering::Relaxed);
             finished += n;
             let _ = writeln!(
                 out,
@@ -79,13 +82,31 @@ impl WebhookMetrics {
                 outcome.label()
             );
         }
-        let in_flight = self.sent.load(Ordering::Relaxed).saturating_sub(finished);
-        out.push_str(
-            "# HELP endusers_webhook_attempts_in_flight Delivery attempts sent and not yet answered.\n\
-             # TYPE endusers_webhook_attempts_in_flight gauge\n",
+        series(
+            out,
+            "endusers_webhook_attempts_in_flight",
+            "gauge",
+            "Delivery attempts sent and not yet answered.",
+            self.sent.load(Ordering::Relaxed).saturating_sub(finished),
         );
-        let _ = writeln!(out, "endusers_webhook_attempts_in_flight {in_flight}");
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a series.
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+}
+
+/// A series without labels: its header and its one value.
+pub(crate) fn series(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// The whole page.
@@ -93,31 +114,26 @@ pub fn render(state: &AppState) -> String {
     let mut out = state.limiter.metrics.render();
     state.webhook_metrics.render(&mut out);
     let writes = state.store.write_stats();
-    for (name, kind, help, value) in [
-        (
-            "endusers_store_transactions_total",
-            "counter",
-            "Write transactions run by the store.",
-            writes.transactions,
-        ),
-        (
-            "endusers_store_writes_total",
-            "counter",
-            "Writes carried by those transactions (concurrent writes share one).",
-            writes.writes,
-        ),
-    ] {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        );
-    }
-    let busy = writes.busy_micros as f64 / 1e6;
-    let _ = write!(
-        out,
-        "# HELP endusers_store_write_busy_seconds_total Wall-clock time spent in write transactions, waiting for the disk and for a core included.\n\
-         # TYPE endusers_store_write_busy_seconds_total counter\n\
-         endusers_store_write_busy_seconds_total {busy}\n"
+    series(
+        &mut out,
+        "endusers_store_transactions_total",
+        "counter",
+        "Write transactions run by the store.",
+        writes.transactions,
+    );
+    series(
+        &mut out,
+        "endusers_store_writes_total",
+        "counter",
+        "Writes carried by those transactions (concurrent writes share one).",
+        writes.writes,
+    );
+    series(
+        &mut out,
+        "endusers_store_write_busy_seconds_total",
+        "counter",
+        "Wall-clock time spent in write transactions, waiting for the disk and for a core included.",
+        writes.busy_micros as f64 / 1e6,
     );
     out
 }

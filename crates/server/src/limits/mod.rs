@@ -10,6 +10,7 @@ mod local;
 mod middleware;
 mod redis_backend;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -116,28 +117,31 @@ impl Metrics {
 
     /// The Prometheus text exposition of the counters.
     pub fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP endusers_rate_limit_requests_total Requests seen by the rate limiter, by route family and outcome.\n\
-             # TYPE endusers_rate_limit_requests_total counter\n",
+        let mut out = String::new();
+        crate::metrics::header(
+            &mut out,
+            "endusers_rate_limit_requests_total",
+            "counter",
+            "Requests seen by the rate limiter, by route family and outcome.",
         );
         for family in [Family::EndUser, Family::Global, Family::FailedAuth] {
             let slot = Self::slot(family);
             for (outcome, counters) in [("allowed", &self.allowed), ("limited", &self.limited)] {
-                out.push_str(&format!(
-                    "endusers_rate_limit_requests_total{{family=\"{}\",outcome=\"{outcome}\"}} {}\n",
+                let _ = writeln!(
+                    out,
+                    "endusers_rate_limit_requests_total{{family=\"{}\",outcome=\"{outcome}\"}} {}",
                     family.name(),
                     counters[slot].load(Ordering::Relaxed)
-                ));
+                );
             }
         }
-        out.push_str(
-            "# HELP endusers_rate_limit_redis_fallbacks_total Decisions made locally because Redis did not answer.\n\
-             # TYPE endusers_rate_limit_redis_fallbacks_total counter\n",
+        crate::metrics::series(
+            &mut out,
+            "endusers_rate_limit_redis_fallbacks_total",
+            "counter",
+            "Decisions made locally because Redis did not answer.",
+            self.redis_fallbacks.load(Ordering::Relaxed),
         );
-        out.push_str(&format!(
-            "endusers_rate_limit_redis_fallbacks_total {}\n",
-            self.redis_fallbacks.load(Ordering::Relaxed)
-        ));
         out
     }
 }
