@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub(super) struct OutboxLock {
     path: PathBuf,
-    held: Option<File>,
+    /// The lock file, once opened: a process that does not hold the lock
+    /// tries it again at every claim without opening the file again.
+    file: Option<File>,
+    held: bool,
     /// A lock that cannot be taken for a reason other than another holder
     /// is said once, not at every claim.
     warned: bool,
@@ -44,31 +47,35 @@ impl OutboxLock {
         name.push(".outbox-lock");
         Self {
             path: PathBuf::from(name),
-            held: None,
+            file: None,
+            held: false,
             warned: false,
         }
     }
 
     /// Holds the lock if it can.
     pub(super) fn hold(&mut self) -> Holding {
-        if self.held.is_some() {
+        if self.held {
             return Holding::Still;
         }
-        let file = match OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.path)
-        {
-            Ok(file) => file,
-            Err(err) => {
-                self.warn(&err);
-                return Holding::No;
-            }
+        let file = match &self.file {
+            Some(file) => file,
+            None => match OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&self.path)
+            {
+                Ok(file) => self.file.insert(file),
+                Err(err) => {
+                    self.warn(&err);
+                    return Holding::No;
+                }
+            },
         };
         match file.try_lock() {
             Ok(()) => {
-                self.held = Some(file);
+                self.held = true;
                 Holding::Newly
             }
             Err(TryLockError::WouldBlock) => Holding::No,
@@ -88,7 +95,8 @@ impl OutboxLock {
 
     /// Lets another process read on (closing the file drops the lock).
     pub(super) fn release(&mut self) {
-        self.held = None;
+        self.file = None;
+        self.held = false;
     }
 }
 
