@@ -78,6 +78,16 @@ impl Fixture {
             .unwrap();
     }
 
+    /// Disables or enables endpoint `id`, which must exist.
+    async fn set_enabled(&self, agent: AgentId, id: &str, enabled: bool) {
+        let changed = self
+            .store
+            .update_webhook(agent, id, Box::new(move |e| e.enabled = enabled))
+            .await
+            .unwrap();
+        assert!(changed.is_some(), "no endpoint {id}");
+    }
+
     /// [`Store::claim_deliveries`], which must succeed.
     async fn claim(&self, now: Timestamp, lease_until: Timestamp, claim: Claim) -> Vec<Delivery> {
         self.store
@@ -1153,13 +1163,7 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
     assert_eq!(ids, ["msg_0", "msg_1", "msg_2"], "msg_3 not read yet");
     f.record(vec![record(&out[0], NextStep::Delivered, NOW)], NOW)
         .await;
-    let set_enabled = |enabled: bool| -> endusers_store::EndpointMutation {
-        Box::new(move |e| e.enabled = enabled)
-    };
-    f.store
-        .update_webhook(a, "ep_1", set_enabled(false))
-        .await
-        .unwrap();
+    f.set_enabled(a, "ep_1", false).await;
     // While disabled: msg_x happens, msg_1's attempt comes back failed and
     // msg_2's delivered.
     f.user_with_event(a, "msg_x", EventType::EndUserCreated)
@@ -1181,10 +1185,7 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
         f.claim(retry_at, retry_at, only_ep_1()).await.is_empty(),
         "disabled: nothing is sent"
     );
-    f.store
-        .update_webhook(a, "ep_1", set_enabled(true))
-        .await
-        .unwrap();
+    f.set_enabled(a, "ep_1", true).await;
     f.user_with_event(a, "msg_y", EventType::EndUserUpdated)
         .await;
     let mut queue: Vec<(String, u32)> = f
