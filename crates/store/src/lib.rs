@@ -31,17 +31,11 @@ pub use webhook_model::{
     WebhookEndpoint,
 };
 
-/// A change to one stored user, computed by domain code. It returns what
-/// changed and the events the change causes, which are written to the
-/// outbox in the same transaction as the user.
-///
-/// It may run twice, so it must depend on nothing but the user it is given
-/// and what it holds: a store may first run it on a snapshot outside the
-/// write transaction (so that the single writer does not spend its time on
-/// it) and write the result only if the stored row is still exactly the
-/// snapshot; otherwise it runs again on the row read inside the
-/// transaction. Either way read, change and write are one atomic step.
-pub type Mutation = Box<dyn Fn(&mut EndUser) -> Result<Applied, FieldError> + Send>;
+/// A change to one stored user, computed by domain code inside the write
+/// transaction so that read, change and write are one atomic step. It
+/// returns what changed and the events the change causes, which are
+/// written to the outbox in the same transaction.
+pub type Mutation = Box<dyn FnOnce(&mut EndUser) -> Result<Applied, FieldError> + Send>;
 
 /// What a [`Mutation`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -143,7 +143,7 @@ pub async fn update(
             vec![OutboxEvent::end_user(
                 EventType::EndUserUpdated,
                 user,
-                message_id.clone(),
+                message_id,
                 now,
             )]
         } else {

@@ -1,13 +1,12 @@
 //! End-user rows.
 
 use endusers_core::{
-    AgentId, AvatarUrl, Email, EndUser, EndUserId, ExternalId, FieldError, LanguageTag, Metadata,
-    Profile, ProfileText, SystemProperties, Timestamp,
+    AgentId, AvatarUrl, Email, EndUser, EndUserId, ExternalId, LanguageTag, Metadata, Profile,
+    ProfileText, SystemProperties, Timestamp,
 };
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
-use crate::{Applied, Created, StoreError};
+use crate::{Applied, Created, Mutation, StoreError};
 
 /// The user's columns, in the order [`from_row`] reads them. A macro, so
 /// the statements below are constants: the statement cache is looked up
@@ -41,7 +40,7 @@ const PAGE: &str = concat!(
     " FROM end_users WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
 );
 
-/// The columns every update sets, numbered as in [`column_values`]: all but
+/// The columns every update sets, numbered as in [`write_row`]: all but
 /// the key and the two indexed ones (`external_id` ?3, `orphan_until` ?16).
 macro_rules! profile_assignments {
     () => {
@@ -51,98 +50,49 @@ macro_rules! profile_assignments {
     };
 }
 
-/// Rewrites every column but the key, numbered as in [`column_values`].
-macro_rules! update_all {
-    () => {
-        concat!(
-            "UPDATE end_users SET external_id = ?3, orphan_until = ?16, ",
-            profile_assignments!(),
-            " WHERE agent_id = ?1 AND id = ?2"
-        )
-    };
-}
+/// Rewrites every column but the key, numbered as in [`write_row`].
+const UPDATE: &str = concat!(
+    "UPDATE end_users SET external_id = ?3, orphan_until = ?16, ",
+    profile_assignments!(),
+    " WHERE agent_id = ?1 AND id = ?2"
+);
 
-/// [`update_all`] for the usual change, which leaves `external_id` and
+/// [`UPDATE`] for the usual change, which leaves `external_id` and
 /// `orphan_until` as they were. SQLite rewrites the index entry of every
 /// indexed column a statement sets, even to the value it had, so setting
 /// `external_id` to itself wrote a random page of its index on every update
 /// of a user who has one: two pages written per update instead of one
 /// (counted in the log). The two keep their numbers (?3, ?16) as guards,
-/// which hold by construction: see [`update_statement`].
-macro_rules! update_profile {
-    () => {
-        concat!(
-            "UPDATE end_users SET ",
-            profile_assignments!(),
-            " WHERE agent_id = ?1 AND id = ?2 AND external_id IS ?3 AND orphan_until IS ?16"
-        )
-    };
-}
+/// which hold by construction: see [`update`].
+const UPDATE_PROFILE: &str = concat!(
+    "UPDATE end_users SET ",
+    profile_assignments!(),
+    " WHERE agent_id = ?1 AND id = ?2 AND external_id IS ?3 AND orphan_until IS ?16"
+);
 
-/// The condition that the row is still exactly as it was read: every
-/// column but the key equal to ?17..?30, the read row's values in
-/// [`columns`] order from `external_id` on.
-macro_rules! as_read {
-    () => {
-        " AND external_id IS ?17 AND first_name IS ?18 AND last_name IS ?19
-          AND display_name IS ?20 AND avatar IS ?21 AND email IS ?22 AND language IS ?23
-          AND metadata IS ?24 AND sunshine_user_id IS ?25 AND last_conversation_at IS ?26
-          AND version IS ?27 AND created_at IS ?28 AND updated_at IS ?29
-          AND orphan_until IS ?30"
-    };
-}
-
-const UPDATE: &str = update_all!();
-const UPDATE_PROFILE: &str = update_profile!();
-const UPDATE_AS_READ: &str = concat!(update_all!(), as_read!());
-const UPDATE_PROFILE_AS_READ: &str = concat!(update_profile!(), as_read!());
-
-fn text(value: Option<&str>) -> ToSqlOutput<'_> {
-    ToSqlOutput::Borrowed(value.map_or(ValueRef::Null, |v| ValueRef::Text(v.as_bytes())))
-}
-
-fn integer(value: Option<i64>) -> ToSqlOutput<'static> {
-    ToSqlOutput::Borrowed(value.map_or(ValueRef::Null, ValueRef::Integer))
-}
-
-/// The user's columns in [`columns`] order, as SQL values borrowed from
-/// the user, from `id` (its id as text) and from `metadata` (its metadata
-/// as stored JSON): bound as ?1..?16 by every statement that writes a row.
-fn column_values<'a>(user: &'a EndUser, id: &'a str, metadata: &'a str) -> [ToSqlOutput<'a>; 16] {
-    let p = &user.profile;
-    [
-        integer(Some(user.agent_id.0)),
-        text(Some(id)),
-        text(user.external_id.as_ref().map(ExternalId::as_str)),
-        text(p.first_name.as_ref().map(ProfileText::as_str)),
-        text(p.last_name.as_ref().map(ProfileText::as_str)),
-        text(p.display_name.as_ref().map(ProfileText::as_str)),
-        text(p.avatar.as_ref().map(AvatarUrl::as_str)),
-        text(p.email.as_ref().map(Email::as_str)),
-        text(p.language.as_ref().map(LanguageTag::as_str)),
-        text(Some(metadata)),
-        text(p.system_properties.sunshine_user_id.as_deref()),
-        integer(
-            p.system_properties
-                .last_conversation_at
-                .map(Timestamp::as_micros),
-        ),
-        integer(Some(user.version)),
-        integer(Some(user.created_at.as_micros())),
-        integer(Some(user.updated_at.as_micros())),
-        integer(user.orphan_until.map(Timestamp::as_micros)),
-    ]
-}
-
-/// Runs `sql` with the user's columns bound as ?1..?16 (see [`column_values`]).
+/// Runs `sql` with the user's columns bound as ?1..?16 in [`columns`] order.
 fn write_row(conn: &Connection, sql: &str, user: &EndUser) -> rusqlite::Result<usize> {
-    let (id, metadata) = (user.end_user_id.text(), user.profile.metadata.to_json());
-    conn.prepare_cached(sql)?
-        .execute(params_from_iter(&column_values(
-            user,
-            id.as_str(),
-            &metadata,
-        )))
+    let p = &user.profile;
+    conn.prepare_cached(sql)?.execute(params![
+        user.agent_id.0,
+        user.end_user_id.text().as_str(),
+        user.external_id.as_ref().map(ExternalId::as_str),
+        p.first_name.as_ref().map(ProfileText::as_str),
+        p.last_name.as_ref().map(ProfileText::as_str),
+        p.display_name.as_ref().map(ProfileText::as_str),
+        p.avatar.as_ref().map(AvatarUrl::as_str),
+        p.email.as_ref().map(Email::as_str),
+        p.language.as_ref().map(LanguageTag::as_str),
+        p.metadata.to_json(),
+        p.system_properties.sunshine_user_id,
+        p.system_properties
+            .last_conversation_at
+            .map(Timestamp::as_micros),
+        user.version,
+        user.created_at.as_micros(),
+        user.updated_at.as_micros(),
+        user.orphan_until.map(Timestamp::as_micros),
+    ])
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<EndUser> {
@@ -250,68 +200,32 @@ pub(super) fn list(
     Ok(users)
 }
 
-/// A user as read, with its metadata's JSON exactly as stored: what
-/// [`write_if_unchanged`] finds the row still is, or not.
-pub(super) struct Snapshot {
-    pub(super) user: EndUser,
-    stored_metadata: String,
-}
-
-pub(super) fn snapshot(
-    conn: &Connection,
-    agent: AgentId,
-    id: EndUserId,
-) -> Result<Option<Snapshot>, StoreError> {
-    Ok(conn
-        .prepare_cached(BY_ID)?
-        .query_row(params![agent.0, id.text().as_str()], |row| {
-            Ok(Snapshot {
-                user: from_row(row)?,
-                stored_metadata: row.get(9)?,
-            })
-        })
-        .optional()?)
-}
-
-/// The statement that writes `after` over `before`: [`update_profile`]
-/// when the two indexed columns are kept, which is what makes its guards
-/// on them hold.
-fn update_statement(before: &EndUser, after: &EndUser, as_read: bool) -> &'static str {
-    let indexed_columns_kept =
-        after.external_id == before.external_id && after.orphan_until == before.orphan_until;
-    match (indexed_columns_kept, as_read) {
-        (true, false) => UPDATE_PROFILE,
-        (false, false) => UPDATE,
-        (true, true) => UPDATE_PROFILE_AS_READ,
-        (false, true) => UPDATE_AS_READ,
-    }
-}
-
-/// Another user's external id is the one conflict an update can meet.
-fn update_error(err: rusqlite::Error) -> StoreError {
-    if is_unique_violation(&err) {
-        StoreError::Conflict("external_id")
-    } else {
-        StoreError::from(err)
-    }
-}
-
-/// Reads the user, changes it and writes it back, in the caller's
-/// transaction.
 pub(super) fn update(
     conn: &Connection,
     agent: AgentId,
     id: EndUserId,
-    mutation: &(dyn Fn(&mut EndUser) -> Result<Applied, FieldError> + Send),
+    mutation: Mutation,
 ) -> Result<Option<(EndUser, Applied)>, StoreError> {
-    let Some(before) = get(conn, agent, id)? else {
+    let Some(mut user) = get(conn, agent, id)? else {
         return Ok(None);
     };
-    let mut user = before.clone();
+    let (external_id, orphan_until) = (user.external_id.clone(), user.orphan_until);
     let applied = mutation(&mut user)?;
     if applied.change.stored {
-        let written = write_row(conn, update_statement(&before, &user, false), &user)
-            .map_err(update_error)?;
+        let indexed_columns_kept =
+            user.external_id == external_id && user.orphan_until == orphan_until;
+        let sql = if indexed_columns_kept {
+            UPDATE_PROFILE
+        } else {
+            UPDATE
+        };
+        let written = write_row(conn, sql, &user).map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("external_id")
+            } else {
+                StoreError::from(e)
+            }
+        })?;
         // The row was read in this transaction, so it is there and its
         // guards hold; anything else is a bug to report, not a lost update.
         if written != 1 {
@@ -321,26 +235,6 @@ pub(super) fn update(
         }
     }
     Ok(Some((user, applied)))
-}
-
-/// Writes `after` (whose metadata's JSON is `metadata`) over the row read
-/// as `before`, if the row is still exactly that: every column compared,
-/// so whichever statement changed it since, `false` says so and nothing
-/// is written. Gone is changed too.
-pub(super) fn write_if_unchanged(
-    conn: &Connection,
-    before: &Snapshot,
-    after: &EndUser,
-    metadata: &str,
-) -> Result<bool, StoreError> {
-    let id = after.end_user_id.text();
-    let new = column_values(after, id.as_str(), metadata);
-    let old = column_values(&before.user, id.as_str(), &before.stored_metadata);
-    let written = conn
-        .prepare_cached(update_statement(&before.user, after, true))?
-        .execute(params_from_iter(new.iter().chain(&old[2..])))
-        .map_err(update_error)?;
-    Ok(written == 1)
 }
 
 /// Deletes a user with what hangs off it: its sensitive values, and its

@@ -416,39 +416,8 @@ impl Store for SqliteStore {
         mutation: Mutation,
         sensitive: Vec<SensitiveChange>,
     ) -> Result<Option<Updated>, StoreError> {
-        // The change is worked out here, on a snapshot, so that the single
-        // writer, which every write waits for, only compares the row with
-        // the snapshot and writes it: reading the row, changing it and
-        // writing the event's JSON there cost half of the writer's work per
-        // update (48,200 instructions against 24,100, counted by callgrind).
-        // If the row changed in between, the writer works the change out
-        // again on the row as it is now.
-        let Some(before) = self.read_now(|conn| end_users::snapshot(conn, agent, id))? else {
-            return Ok(None);
-        };
-        let mut after = before.user.clone();
-        let applied = mutation(&mut after)?;
-        if !applied.change.stored && applied.events.is_empty() && sensitive.is_empty() {
-            // Nothing to write: the answer is the user as read.
-            return Ok(Some(Updated {
-                user: after,
-                change: applied.change,
-            }));
-        }
-        let worked_out = applied
-            .change
-            .stored
-            .then(|| (after.profile.metadata.to_json(), after, applied));
         self.write(move |conn| {
-            let done = match worked_out {
-                Some((metadata, after, applied))
-                    if end_users::write_if_unchanged(conn, &before, &after, &metadata)? =>
-                {
-                    Some((after, applied))
-                }
-                _ => end_users::update(conn, agent, id, &*mutation)?,
-            };
-            let Some((user, applied)) = done else {
+            let Some((user, applied)) = end_users::update(conn, agent, id, mutation)? else {
                 return Ok(None);
             };
             sensitive::apply(conn, agent, id, &sensitive)?;
