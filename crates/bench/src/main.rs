@@ -11,6 +11,7 @@
 mod calibrate;
 mod ceiling;
 mod chart;
+mod cores;
 mod load;
 mod report;
 mod scenarios;

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::calibrate::Calibration;
+use crate::cores::CoreShare;
 use crate::load::Outcome;
 use crate::server::Usage;
 use crate::webhooks::Delivery;
@@ -93,6 +94,7 @@ impl Row {
             "server_cpu_us_per_request": self.cpu_micros_per_request(),
             "client_cpu_us_per_request": self.client_cpu_micros_per_request(),
             "writer": writer_json(self.writer),
+            "cores": cores_json(&self.usage.cores),
         })
     }
 }
@@ -125,6 +127,18 @@ fn micros_each(seconds: f64, count: u64) -> f64 {
         return 0.0;
     }
     seconds * 1e6 / count as f64
+}
+
+/// Per kind of server thread, the shares of the scenario's time it ran and
+/// waited for a core (per thread); `null` where the kernel does not tell.
+fn cores_json(cores: &CoreShare) -> Value {
+    let kind = |spent: &crate::cores::Spent| {
+        spent.shares(cores.wall_ns).map_or(
+            Value::Null,
+            |(run, wait)| json!({"threads": spent.threads, "run_share": run, "wait_share": wait}),
+        )
+    };
+    json!({"runtime": kind(&cores.runtime), "writer": kind(&cores.writer)})
 }
 
 /// One webhook scenario.
@@ -182,6 +196,7 @@ impl WebhookRow {
             "deliveries_per_s": d.per_second(),
             "server_cpu_us_per_delivery": self.cpu_micros_per_delivery(),
             "writer": writer_json(self.writer),
+            "cores": cores_json(&self.usage.cores),
             "ratio_to_ceiling": ratio(d.per_second(), ceiling),
             "span_s": d.span.as_secs_f64(),
             "drain_s": d.drain.as_secs_f64(),
@@ -484,18 +499,21 @@ impl Run {
              machine's speed varies); client CPU is the same for the load generator, which \
              shares the machine. Writer busy is the share of the scenario's time the \
              store's single writer spent in transactions (from the server's `/metrics`; near \
-             100 %, writes queue behind one another), with the writes each commit carried.\n",
+             100 %, writes queue behind one another), with the writes each commit carried. \
+             Waiting for a core is the share of the scenario's time a server thread was \
+             ready to run but had no core (the kernel's schedstat, per thread): the \
+             runtime's workers and the writer.\n",
             self.ceiling.response_bytes
         );
         md.push_str(
-            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | client CPU µs/req | writer busy (writes/commit) | server peak RSS MB |\n",
+            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | client CPU µs/req | writer busy (writes/commit) | waiting for a core | server peak RSS MB |\n",
         );
-        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in std::iter::once(&self.ceiling).chain(&self.rows) {
             let o = &row.outcome;
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {:.1}{} |",
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {} | {:.1}{} |",
                 row.name,
                 o.per_second(),
                 ratio(o.per_second(), ceiling),
@@ -507,6 +525,7 @@ impl Run {
                 row.cpu_micros_per_request(),
                 row.client_cpu_micros_per_request(),
                 writer_text(row.writer),
+                row.usage.cores.wait_text(),
                 mb(row.usage.max_kib),
                 if row.key == "ceiling" {
                     " (ceiling process)"
@@ -528,14 +547,14 @@ impl Run {
              the PATCHes that caused them.\n\n",
         );
         md.push_str(
-            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | writer busy (writes/commit) | server peak RSS MB |\n",
+            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | writer busy (writes/commit) | waiting for a core | server peak RSS MB |\n",
         );
-        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in &self.webhooks {
             let d = &row.delivery;
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} | {} | {:.1} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} | {} | {} | {:.1} |",
                 d.endpoints,
                 d.offered
                     .map_or("max".to_owned(), |rate| format!("{rate:.0}")),
@@ -552,6 +571,7 @@ impl Run {
                 d.drain.as_secs_f64(),
                 row.cpu_micros_per_delivery(),
                 writer_text(row.writer),
+                row.usage.cores.wait_text(),
                 mb(row.usage.max_kib),
             );
         }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::Result;
+use crate::cores::{CoreMeter, CoreShare};
 
 /// Log lines kept from each process, the last ones.
 const LOG_TAIL: usize = 200;
@@ -240,6 +241,7 @@ pub struct UsageSampler {
     cpu_ticks: AtomicU64,
     /// This process's, likewise.
     client_cpu_ticks: AtomicU64,
+    cores: Mutex<CoreMeter>,
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
@@ -269,6 +271,8 @@ pub struct Usage {
     pub client_cpu_seconds: f64,
     /// VmHWM at its end: the peak since the process started.
     pub hwm_kib: u64,
+    /// How the server's threads shared the cores.
+    pub cores: CoreShare,
 }
 
 impl Usage {
@@ -278,6 +282,7 @@ impl Usage {
         self.hwm_kib = later.hwm_kib;
         self.cpu_seconds += later.cpu_seconds;
         self.client_cpu_seconds += later.client_cpu_seconds;
+        self.cores.merge(later.cores);
     }
 }
 
@@ -320,6 +325,7 @@ impl UsageSampler {
             peak: Peak::start(move || memory_kib(pid).map(|(rss, _)| rss)),
             cpu_ticks: AtomicU64::new(cpu_ticks(pid).unwrap_or(0)),
             client_cpu_ticks: AtomicU64::new(cpu_ticks(std::process::id()).unwrap_or(0)),
+            cores: Mutex::new(CoreMeter::start(pid)),
         }
     }
 
@@ -337,6 +343,11 @@ impl UsageSampler {
             hwm_kib: hwm,
             cpu_seconds: seconds_since(self.pid, &self.cpu_ticks),
             client_cpu_seconds: seconds_since(std::process::id(), &self.client_cpu_ticks),
+            cores: self
+                .cores
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
         }
     }
 }

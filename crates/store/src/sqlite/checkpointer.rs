@@ -92,7 +92,7 @@ pub(super) fn spawn(
 ) -> Result<(JoinHandle<()>, Stop), StoreError> {
     let conn = super::open_connection(path, false)?;
     let (stop, stopped) = flume::bounded::<()>(1);
-    let thread = super::spawn("endusers-sqlite-checkpointer", move || {
+    let thread = super::spawn("sqlite-checkpt", move || {
         // Ends when told to or when the store (holding the sender) is gone.
         while let Err(flume::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
             match checkpoint(&conn) {

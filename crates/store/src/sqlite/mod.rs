@@ -160,14 +160,14 @@ impl SqliteStore {
         let anchor = anchor::ReadAnchor::open(path)?;
         let write_counters = Arc::new(writer::Counters::default());
         let counters = Arc::clone(&write_counters);
-        threads.push(spawn("endusers-sqlite-writer", move || {
+        threads.push(spawn("sqlite-writer", move || {
             writer::run(conn, write_queue, &handoff, anchor, &counters)
         })?);
         let reader_count = options.readers.max(1);
         for n in 0..reader_count {
             let conn = open_connection(path, true)?;
             let queue = read_queue.clone();
-            threads.push(spawn(&format!("endusers-sqlite-reader-{n}"), move || {
+            threads.push(spawn(&format!("sqlite-read-{n}"), move || {
                 while let Ok(ReadMessage::Job(job)) = queue.recv() {
                     job(&conn);
                 }
@@ -305,7 +305,11 @@ fn unreadable(column: usize, what: &str) -> rusqlite::Error {
     )
 }
 
+/// Starts a thread of the store. Linux keeps the first 15 bytes of a
+/// thread's name (what `top -H`, `perf` and `/proc/<pid>/task/*/comm`
+/// show; the bench tells the writer apart by it), so names fit in that.
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StoreError> {
+    debug_assert!(name.len() <= 15, "thread name {name:?} is cut short");
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(body)
