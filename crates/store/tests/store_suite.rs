@@ -43,6 +43,15 @@ impl Fixture {
         self.dir.path().join(SQLITE_FILE)
     }
 
+    /// The stored user, which must exist.
+    async fn stored(&self, agent: AgentId, id: EndUserId) -> EndUser {
+        self.store
+            .get_end_user(agent, id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no user {id:?}"))
+    }
+
     async fn default_agent(&self) -> AgentId {
         self.store
             .find_agent(&AgentHandle::default_handle())
@@ -394,12 +403,7 @@ async fn concurrent_updates_of_one_user_all_land(f: Fixture) {
     for task in tasks {
         task.await.unwrap();
     }
-    let stored = f
-        .store
-        .get_end_user(a, user.end_user_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = f.stored(a, user.end_user_id).await;
     let metadata = serde_json::to_value(&stored.profile.metadata).unwrap();
     for n in 0..100 {
         assert_eq!(metadata[format!("k{n}")], json!(n), "{metadata}");
@@ -471,12 +475,7 @@ async fn an_update_keeps_a_conversation_time_written_meanwhile(f: Fixture) {
             endusers_store::StartedConversation::Started(_)
         ));
         updated.await.unwrap();
-        let stored = f
-            .store
-            .get_end_user(a, user.end_user_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = f.stored(a, user.end_user_id).await;
         assert_eq!(
             stored.profile.system_properties.last_conversation_at,
             Some(at),
@@ -508,11 +507,7 @@ async fn write_stats_count_writes_and_the_transactions_they_shared(f: Fixture) {
         "{start:?} then {alone:?}"
     );
     // Reads cost the writer nothing.
-    f.store
-        .get_end_user(a, made[0].end_user_id)
-        .await
-        .unwrap()
-        .unwrap();
+    f.stored(a, made[0].end_user_id).await;
     assert_eq!(f.store.write_stats(), alone);
     // Together: every write counted, in at most as many transactions.
     let f = Arc::new(f);
