@@ -273,7 +273,9 @@ fn unsupported_url(database_url: &str) -> String {
 
 /// `database_url` as logs and messages may show it: a SQLite URL whole (a
 /// path), any other without the user, password, query and fragment, which
-/// may carry credentials.
+/// may carry credentials. A password typed without percent-encoding may
+/// hold `/`, `?`, `#` or `@`; where the credentials cannot be told from the
+/// host for that reason, nothing after the scheme is shown.
 pub fn shown_url(database_url: &str) -> std::borrow::Cow<'_, str> {
     if sqlite::path_from_url(database_url).is_some() {
         return database_url.into();
@@ -281,12 +283,17 @@ pub fn shown_url(database_url: &str) -> std::borrow::Cow<'_, str> {
     let Some((scheme, rest)) = database_url.split_once("://") else {
         return "(a database_url that is not a URL)".into();
     };
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    format!("{scheme}://{host}/{path}").into()
+    let address = match rest.split_once('@') {
+        None => rest,
+        Some((credentials, address))
+            if !credentials.contains(['/', '?', '#']) && !address.contains('@') =>
+        {
+            address
+        }
+        Some(_) => return format!("{scheme}://(address hidden: it may hold a password)").into(),
+    };
+    let address = address.split(['?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{address}").into()
 }
 
 #[cfg(test)]
@@ -321,8 +328,26 @@ mod url_tests {
         );
         assert_eq!(
             shown_url("postgres://db.internal"),
-            "postgres://db.internal/"
+            "postgres://db.internal"
+        );
+        assert_eq!(
+            shown_url("postgres://db.internal/endusers?password=hunter2"),
+            "postgres://db.internal/endusers"
         );
         assert!(!shown_url("hunter2").contains("hunter2"));
+        // Passwords typed without percent-encoding may hold the characters
+        // that end a URL's authority, or an `@`: where the credentials
+        // cannot be told from the host, nothing after the scheme is shown.
+        for url in [
+            "postgres://app:hunt/er2@db.internal/endusers",
+            "postgres://app:hunt?er2@db.internal/endusers",
+            "postgres://app:hunt#er2@db.internal/endusers",
+            "postgres://app:hunt@er2@db.internal/endusers",
+            "postgres://db.internal/endusers?user=app@corp&password=hunter2",
+        ] {
+            let shown = shown_url(url);
+            assert!(!shown.contains("hunt"), "{url} shown as {shown}");
+            assert!(shown.starts_with("postgres://"), "{shown}");
+        }
     }
 }
