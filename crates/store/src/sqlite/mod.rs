@@ -160,7 +160,7 @@ impl SqliteStore {
         let anchor = anchor::ReadAnchor::open(path)?;
         let write_counters = Arc::new(writer::Counters::default());
         let counters = Arc::clone(&write_counters);
-        threads.push(spawn("sqlite-writer", move || {
+        threads.push(spawn(WRITER_THREAD, move || {
             writer::run(conn, write_queue, &handoff, anchor, &counters)
         })?);
         let reader_count = options.readers.max(1);
@@ -304,6 +304,10 @@ fn unreadable(column: usize, what: &str) -> rusqlite::Error {
         format!("stored {what} is not readable").into(),
     )
 }
+
+/// The name of the writer's thread, by which tools outside the process
+/// (the bench among them) tell it from the store's other threads.
+pub const WRITER_THREAD: &str = "sqlite-writer";
 
 /// Starts a thread of the store. Linux keeps the first 15 bytes of a
 /// thread's name (what `top -H`, `perf` and `/proc/<pid>/task/*/comm`
