@@ -3,7 +3,7 @@
 //! the contract's envelope:
 //! `{"errors":[{"type":"…","message":"…","details":null}]}`.
 
-use axum::Json;
+use crate::answer::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use endusers_core::FieldError;
@@ -170,14 +170,18 @@ impl From<StoreError> for ApiError {
 /// Gives every error answer that left some layer without a JSON body (the
 /// router's 404/405, a 413 from a limit) the envelope, keeping its status
 /// and headers such as `Allow`.
-pub async fn ensure_envelope(response: Response) -> Response {
+pub fn ensure_envelope<B>(response: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let status = response.status();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
+        return response.map(axum::body::Body::new);
     }
     let (mut parts, _) = response.into_parts();
     let body = serde_json::to_vec(&ApiError::for_status(status).envelope()).unwrap_or_default();

@@ -1,5 +1,6 @@
 //! The endusers HTTP server: the End Users API v2 over a [`Store`].
 
+mod answer;
 pub mod api;
 pub mod auth;
 mod body;
@@ -23,7 +24,6 @@ use endusers_store::Store;
 use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tower::ServiceExt;
 
 use crate::error::{ApiError, ensure_envelope};
 use crate::limits::{Limiter, RateLimitSettings};
@@ -128,11 +128,10 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The whole application: routes, the error envelope on every failure,
-/// and a fallback 404 for unknown paths. Authentication and rate limits
-/// wrap only requests a route will serve: an unknown path is 404 and a
-/// wrong method 405, key or no key, and neither spends budget.
-pub fn app(state: AppState) -> Router {
+/// The routes: authentication and rate limits wrap only requests a route
+/// will serve (an unknown path is 404 and a wrong method 405, key or no
+/// key, and neither spends budget), and unknown paths fall back to 404.
+pub fn routes(state: AppState) -> Router {
     api::router()
         .route("/metrics", axum::routing::get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -144,9 +143,30 @@ pub fn app(state: AppState) -> Router {
         // spends budget.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound("no such path") })
-        .layer(axum::middleware::map_response(ensure_envelope))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The whole application: [`routes`] behind what every request passes
+/// through: the trailing slash dropped, the error envelope on every
+/// failure, and a trace span. These wrap the router once rather than
+/// through `Router::layer`, which wraps every route and its fallback
+/// separately and so boxes and clones each layer again per request.
+pub fn app(
+    state: AppState,
+) -> impl tower::Service<
+    Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::ServiceBuilder::new()
+        .map_request(without_trailing_slash)
+        .map_response(ensure_envelope)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .service(routes(state))
 }
 
 /// Prometheus metrics.
@@ -192,7 +212,7 @@ pub async fn serve(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let upkeep = tokio::spawn(maintenance::run(state.clone(), stopped.clone()));
     let dispatcher = tokio::spawn(webhooks::dispatcher::run(state.clone(), stopped));
-    let app = app(state).map_request(without_trailing_slash);
+    let app = app(state);
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let served = axum::serve(
         listener,

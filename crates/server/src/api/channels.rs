@@ -1,6 +1,6 @@
 //! `/api/v2/channels`: custom channels conversations arrive on.
 
-use axum::Json;
+use crate::answer::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use endusers_core::wire::Patch;

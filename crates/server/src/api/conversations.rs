@@ -2,7 +2,7 @@
 //! conversations. Starting one is also how most end users come to be, and
 //! what keeps a user made by `POST /v2/end-users/` from being deleted.
 
-use axum::Json;
+use crate::answer::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use endusers_core::wire::Patch;

@@ -1,6 +1,6 @@
 //! Liveness and readiness for orchestrators and load balancers.
 
-use axum::Json;
+use crate::answer::Json;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -1,7 +1,7 @@
 //! `/api/v2/webhooks`: endpoints that receive signed events, their secrets,
 //! the event catalog, and (extensions) attempt logs and recovery.
 
-use axum::Json;
+use crate::answer::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use endusers_core::{EventType, Timestamp};
