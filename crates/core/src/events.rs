@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::conversation::{Conversation, ScalarMap};
 use crate::end_user::EndUser;
+use crate::json;
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,33 +84,31 @@ struct ConversationData<'a> {
     ended_at: Option<Timestamp>,
 }
 
-/// The user as the API shows it, plus `version` so receivers can drop
-/// events older than one they already applied.
-#[derive(Serialize)]
-struct EndUserData<'a> {
-    #[serde(flatten)]
-    user: &'a EndUser,
-    version: i64,
-}
-
 impl OutboxEvent {
-    /// `v1.end_user.created` / `v1.end_user.updated` for this state of the user.
+    /// `v1.end_user.created` / `v1.end_user.updated` for this state of the
+    /// user: `{"type":…,"timestamp":…,"data":{<the user as the API shows
+    /// it>,"version":…},"tags":[<its id>]}`. The version lets receivers
+    /// drop events older than one they already applied. Written by hand
+    /// (see [`crate::json`]): every change of a user makes one, inside
+    /// the store's single writer.
     pub fn end_user(event_type: EventType, user: &EndUser, id: String, now: Timestamp) -> Self {
-        let end_user_id = user.end_user_id.to_string();
-        let payload = Payload {
-            event_type: event_type.name(),
-            timestamp: now.to_rfc3339_millis(),
-            data: EndUserData {
-                user,
-                version: user.version,
-            },
-            tags: [&end_user_id],
-        };
+        let mut payload = Vec::with_capacity(512);
+        payload.extend_from_slice(b"{\"type\":");
+        json::string(&mut payload, event_type.name());
+        payload.extend_from_slice(b",\"timestamp\":");
+        json::timestamp_millis(&mut payload, now);
+        payload.extend_from_slice(b",\"data\":{");
+        user.write_json_fields(&mut payload);
+        payload.extend_from_slice(b",\"version\":");
+        json::integer(&mut payload, user.version);
+        payload.extend_from_slice(b"},\"tags\":[\"");
+        payload.extend_from_slice(user.end_user_id.text().as_str().as_bytes());
+        payload.extend_from_slice(b"\"]}");
         Self {
             id,
             event_type,
-            // Strings, integers, booleans and maps always serialize.
-            payload: serde_json::to_string(&payload).unwrap_or_default(),
+            // Built only from `&str`s and ASCII, so always UTF-8.
+            payload: String::from_utf8(payload).unwrap_or_default(),
             created_at: now,
         }
     }
@@ -161,6 +160,33 @@ mod tests {
             assert_eq!(EventType::parse(t.name()), Some(t));
         }
         assert_eq!(EventType::parse("v1.end_user.deleted"), None);
+    }
+
+    /// The payload as serde writes it, flattening the user into `data`.
+    #[derive(Serialize)]
+    struct EndUserData<'a> {
+        #[serde(flatten)]
+        user: &'a EndUser,
+        version: i64,
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_payload_is_written_as_serde_json_writes_it(
+            user in crate::json::tests::end_user(),
+            micros in 0i64..4_000_000_000_000_000,
+        ) {
+            let now = Timestamp::from_micros(micros);
+            let event = OutboxEvent::end_user(EventType::EndUserUpdated, &user, "msg_1".into(), now);
+            let end_user_id = user.end_user_id.to_string();
+            let expected = Payload {
+                event_type: EventType::EndUserUpdated.name(),
+                timestamp: now.to_rfc3339_millis(),
+                data: EndUserData { user: &user, version: user.version },
+                tags: [&end_user_id],
+            };
+            proptest::prop_assert_eq!(event.payload, serde_json::to_string(&expected).unwrap());
+        }
     }
 
     #[test]

@@ -123,8 +123,9 @@ impl Metadata {
     }
 
     pub fn to_json(&self) -> String {
-        // A map of strings, integers and booleans always serializes.
-        serde_json::to_string(&self.0).unwrap_or_else(|_| String::from("{}"))
+        // Built only from `&str`s and ASCII, so always UTF-8.
+        String::from_utf8(crate::json::WriteJson::to_json_vec(self, 64))
+            .unwrap_or_else(|_| String::from("{}"))
     }
 
     /// Reads metadata written by [`Metadata::to_json`].

@@ -162,7 +162,7 @@ impl Timestamp {
     /// The [`Display`](fmt::Display) form written digit by digit into
     /// `buf`, for years 0 to 9999 (every answer carries two or three
     /// timestamps, and the formatting machinery costs more than the data).
-    fn rfc3339_into(self, buf: &mut [u8; 32]) -> Option<&str> {
+    pub(crate) fn rfc3339_into(self, buf: &mut [u8; 32]) -> Option<&str> {
         let [year, month, day, hour, minute, second, micros] = self.fields();
         if !(0..=9999).contains(&year) {
             return None;

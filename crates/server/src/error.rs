@@ -3,13 +3,14 @@
 //! the contract's envelope:
 //! `{"errors":[{"type":"…","message":"…","details":null}]}`.
 
-use crate::answer::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use endusers_core::FieldError;
 use endusers_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use crate::answer::Json;
 
 #[derive(Debug)]
 pub enum ApiError {

@@ -3,6 +3,7 @@
 //! `next_page_url` built from the host the client used, `null` at the end.
 
 use axum::http::{HeaderMap, header};
+use endusers_core::{WriteJson, json};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -64,6 +65,22 @@ impl<T> Page<T> {
             data,
             meta: PageMeta { next_page_url },
         }
+    }
+}
+
+/// `{"data":[…],"meta":{"next_page_url":…}}`, as serde writes it.
+impl<T: WriteJson> WriteJson for Page<T> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"data\":[");
+        for (n, record) in self.data.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            record.write_json(out);
+        }
+        out.extend_from_slice(b"],\"meta\":{\"next_page_url\":");
+        json::optional_string(out, self.meta.next_page_url.as_deref());
+        out.extend_from_slice(b"}}");
     }
 }
 
@@ -174,6 +191,37 @@ fn origin(headers: &HeaderMap) -> String {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn a_page_is_written_as_serde_json_writes_it() {
+        use endusers_core::{AgentId, EndUser, IdGenerator, MetadataValue, ProfileText, Timestamp};
+        let now = Timestamp::from_micros(1_795_773_600_123_456);
+        let ids = IdGenerator::new();
+        let mut second = EndUser::blank(AgentId(1), ids.next(now, 2), now);
+        second.profile.first_name = Some(ProfileText::from_stored("Zoë \"Z\"".to_owned()));
+        second
+            .profile
+            .metadata
+            .insert("plan".to_owned(), MetadataValue::String("pro".to_owned()));
+        let users = vec![EndUser::blank(AgentId(1), ids.next(now, 1), now), second];
+        for (data, next_page_url) in [
+            (
+                users.clone(),
+                Some("https://h/api/v2/end-users?cursor=x&limit=2".to_owned()),
+            ),
+            (users, None),
+            (Vec::new(), None),
+        ] {
+            let page = Page {
+                data,
+                meta: PageMeta { next_page_url },
+            };
+            assert_eq!(
+                String::from_utf8(page.to_json_vec(0)).unwrap(),
+                serde_json::to_string(&page).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn limits() {

@@ -2,7 +2,6 @@
 //! conversations. Starting one is also how most end users come to be, and
 //! what keeps a user made by `POST /v2/end-users/` from being deleted.
 
-use crate::answer::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use endusers_core::wire::Patch;
@@ -16,6 +15,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::answer::Json;
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};

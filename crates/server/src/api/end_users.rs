@@ -4,19 +4,20 @@
 
 use std::sync::Arc;
 
-use crate::answer::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use endusers_core::wire::{CreateEndUserRequest, UpdateEndUserRequest};
 use endusers_core::{
     AgentId, EndUser, EndUserChanges, EndUserId, EventType, ExternalId, OutboxEvent, Timestamp,
+    WriteJson,
 };
 use endusers_store::{Applied, Created, Mutation, SensitiveChange};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::answer::Written;
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
@@ -83,9 +84,9 @@ pub async fn create(
         {
             Created::New(user) => {
                 state.webhook_wakeup.notify_one();
-                (StatusCode::CREATED, Json(user)).into_response()
+                (StatusCode::CREATED, Written(user)).into_response()
             }
-            Created::Existing(user) => (StatusCode::OK, Json(user)).into_response(),
+            Created::Existing(user) => (StatusCode::OK, Written(user)).into_response(),
         },
     )
 }
@@ -104,10 +105,10 @@ pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<EndUser>, ApiError> {
+) -> Result<Written<EndUser>, ApiError> {
     let id = parse_id(&id)?;
     let user = state.store.get_end_user(caller.agent, id).await?;
-    user.map(Json).ok_or(ApiError::NotFound(NOT_FOUND))
+    user.map(Written).ok_or(ApiError::NotFound(NOT_FOUND))
 }
 
 /// Update an end user with a JSON Merge Patch of its profile.
@@ -129,7 +130,7 @@ pub async fn update(
     caller: Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<UpdateEndUserRequest>,
-) -> Result<Json<EndUser>, ApiError> {
+) -> Result<Written<EndUser>, ApiError> {
     let id = parse_id(&id)?;
     let changes = EndUserChanges::from_update(request)?;
     let now = state.clock.now();
@@ -159,7 +160,7 @@ pub async fn update(
     if updated.change.notify {
         state.webhook_wakeup.notify_one();
     }
-    Ok(Json(updated.user))
+    Ok(Written(updated.user))
 }
 
 /// Delete an end user (an extension to Ada's API).
@@ -206,6 +207,15 @@ pub enum ListEndUsersResponse {
     Single(Box<EndUser>),
 }
 
+impl WriteJson for ListEndUsersResponse {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Page(page) => page.write_json(out),
+            Self::Single(user) => user.write_json(out),
+        }
+    }
+}
+
 /// List end users in creation order, or look one up by `external_id`.
 #[utoipa::path(
     get, path = "/api/v2/end-users", operation_id = "get-end-users", tag = "end-users",
@@ -222,7 +232,7 @@ pub async fn list(
     caller: Caller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Json<ListEndUsersResponse>, ApiError> {
+) -> Result<Written<ListEndUsersResponse>, ApiError> {
     let query: ListQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
         .map_err(|e| pagination::query_error(&e.to_string(), "external_id, cursor or limit"))?;
     if let Some(raw) = query.external_id {
@@ -237,7 +247,7 @@ pub async fn list(
             .find_end_user_by_external_id(caller.agent, &external_id)
             .await?;
         let user = user.ok_or(ApiError::NotFound("no end user has this external_id"))?;
-        return Ok(Json(ListEndUsersResponse::Single(Box::new(user))));
+        return Ok(Written(ListEndUsersResponse::Single(Box::new(user))));
     }
     let limit = pagination::parse_limit(query.limit.as_deref())?;
     let from = pagination::cursor_id(query.cursor.as_deref())?;
@@ -249,5 +259,5 @@ pub async fn list(
         COLLECTION_PATH,
     )
     .await?;
-    Ok(Json(ListEndUsersResponse::Page(page)))
+    Ok(Written(ListEndUsersResponse::Page(page)))
 }

@@ -1,11 +1,11 @@
 //! Liveness and readiness for orchestrators and load balancers.
 
-use crate::answer::Json;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::answer::Json;
 use crate::error::{ApiError, ErrorEnvelope};
 
 #[derive(Serialize, ToSchema)]

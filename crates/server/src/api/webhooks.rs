@@ -1,7 +1,6 @@
 //! `/api/v2/webhooks`: endpoints that receive signed events, their secrets,
 //! the event catalog, and (extensions) attempt logs and recovery.
 
-use crate::answer::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use endusers_core::{EventType, Timestamp};
@@ -10,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::answer::Json;
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
