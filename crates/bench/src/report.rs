@@ -260,8 +260,19 @@ impl Machine {
                 .unwrap_or_else(|| "unknown".to_owned()),
             commit: command_output(Path::new("git"), &["rev-parse", "--short=12", "HEAD"], root)
                 .unwrap_or_else(|| "unknown".to_owned()),
-            dirty: command_output(Path::new("git"), &["status", "--porcelain"], root)
-                .is_some_and(|status| !status.is_empty()),
+            // The bench's own results are not a change to what it measures.
+            dirty: command_output(
+                Path::new("git"),
+                &[
+                    "status",
+                    "--porcelain",
+                    "--",
+                    ".",
+                    ":(exclude)bench/results",
+                ],
+                root,
+            )
+            .is_some_and(|status| !status.is_empty()),
             load_average,
             calibration,
         }
