@@ -206,10 +206,10 @@ async fn scenario<W: Workload>(
     Ok(row)
 }
 
-/// The ceiling and GET by id alternate this many times, each round a
-/// quarter of the scenario's duration: the machine's speed drifts (a
-/// shared virtual machine), and a ratio of figures taken minutes apart
-/// would measure the drift.
+/// The ceiling and GET by id alternate this many times, as do the first
+/// and the deep list page, each round a quarter of the scenario's
+/// duration: the machine's speed drifts (a shared virtual machine), and a
+/// ratio of figures taken minutes apart would measure the drift.
 const ROUNDS: u32 = 4;
 
 fn merge_into(total: &mut Option<Row>, round: Row) {
@@ -414,8 +414,9 @@ pub async fn run_all(params: Params) -> Result<()> {
     let ceiling = ceiling.ok_or("the ceiling ran no round")?;
     rows.extend(get);
     // Lists before POST create, so the deep page stays past 90 % of all users.
+    // The two pages alternate in rounds too: their latencies are compared.
     if params.runs(Scenario::List) {
-        for (key, name, path) in [
+        let pages = [
             (
                 "list_first",
                 "list, first page (limit 100)",
@@ -426,19 +427,28 @@ pub async fn run_all(params: Params) -> Result<()> {
                 "list, cursor past 90 % (limit 100)",
                 format!("/api/v2/end-users/?limit=100&cursor={deep_cursor}"),
             ),
-        ] {
-            let row = scenario(
-                &bench.target,
-                &params,
-                &sampler,
-                Some(&meter),
-                key,
-                name,
-                Arc::new(ListPage { path }),
-            )
-            .await?;
-            rows.push(row);
+        ];
+        let list_round = Params {
+            duration: params.duration / ROUNDS,
+            ..params.clone()
+        };
+        let mut totals = [None::<Row>, None::<Row>];
+        for _ in 0..ROUNDS {
+            for ((key, name, path), total) in pages.iter().zip(&mut totals) {
+                let row = scenario(
+                    &bench.target,
+                    &list_round,
+                    &sampler,
+                    Some(&meter),
+                    key,
+                    name,
+                    Arc::new(ListPage { path: path.clone() }),
+                )
+                .await?;
+                merge_into(total, row);
+            }
         }
+        rows.extend(totals.into_iter().flatten());
     }
     if params.runs(Scenario::Patch) {
         rows.push(
