@@ -83,9 +83,9 @@ fn needs_escape(byte: u8) -> bool {
 fn first_to_escape(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // A byte of `word` is zero exactly where the result has its high bit
-    // set (for the first such byte; later ones may be flagged falsely,
-    // which only sends the chunk to the byte-by-byte look below).
+    // Not zero exactly when some byte of `word` is zero (which byte the
+    // high bits point to is exact only for the first, so the chunk is then
+    // looked at byte by byte).
     let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
     let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
@@ -97,11 +97,10 @@ fn first_to_escape(bytes: &[u8]) -> Option<usize> {
         let control = has_zero_byte(word & (0xe0 * ONES));
         let quote = has_zero_byte(word ^ (u64::from(b'"') * ONES));
         let backslash = has_zero_byte(word ^ (u64::from(b'\\') * ONES));
-        if control | quote | backslash != 0 {
-            return chunk
-                .iter()
-                .position(|&byte| needs_escape(byte))
-                .map(|at| offset + at);
+        if control | quote | backslash != 0
+            && let Some(at) = chunk.iter().position(|&byte| needs_escape(byte))
+        {
+            return Some(offset + at);
         }
         offset += 8;
     }
@@ -201,18 +200,30 @@ impl WriteJson for SystemProperties {
 
 impl WriteJson for Profile {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"first_name\":");
-        optional_string(out, self.first_name.as_ref().map(|v| v.as_str()));
-        out.extend_from_slice(b",\"last_name\":");
-        optional_string(out, self.last_name.as_ref().map(|v| v.as_str()));
-        out.extend_from_slice(b",\"display_name\":");
-        optional_string(out, self.display_name.as_ref().map(|v| v.as_str()));
-        out.extend_from_slice(b",\"avatar\":");
-        optional_string(out, self.avatar.as_ref().map(|v| v.as_str()));
-        out.extend_from_slice(b",\"email\":");
-        optional_string(out, self.email.as_ref().map(|v| v.as_str()));
-        out.extend_from_slice(b",\"language\":");
-        optional_string(out, self.language.as_ref().map(|v| v.as_str()));
+        let texts: [(&[u8], Option<&str>); 6] = [
+            (
+                b"{\"first_name\":",
+                self.first_name.as_ref().map(|v| v.as_str()),
+            ),
+            (
+                b",\"last_name\":",
+                self.last_name.as_ref().map(|v| v.as_str()),
+            ),
+            (
+                b",\"display_name\":",
+                self.display_name.as_ref().map(|v| v.as_str()),
+            ),
+            (b",\"avatar\":", self.avatar.as_ref().map(|v| v.as_str())),
+            (b",\"email\":", self.email.as_ref().map(|v| v.as_str())),
+            (
+                b",\"language\":",
+                self.language.as_ref().map(|v| v.as_str()),
+            ),
+        ];
+        for (key, text) in texts {
+            out.extend_from_slice(key);
+            optional_string(out, text);
+        }
         out.extend_from_slice(b",\"metadata\":");
         self.metadata.write_json(out);
         out.extend_from_slice(b",\"system_properties\":");
