@@ -664,6 +664,40 @@ async fn a_failed_delivery_is_retried_on_schedule_with_the_same_id() {
     );
 }
 
+/// A redirect is an answer, not a new address to send to: following it
+/// would let an endpoint bounce a signed delivery to an address that was
+/// never checked (an internal one, say). It is recorded as a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_never_followed() {
+    let receiver = Receiver::start().await;
+    // One attempt per message within the test: the retry is a minute away.
+    let app = spawn(settings(&[60_000])).await;
+    let elsewhere = receiver.url("/ok/elsewhere");
+    for code in [301u16, 302, 307, 308] {
+        let path = format!("/moved/{code}");
+        receiver.set(&path, Reply::Redirect(code, elsewhere.clone()));
+        let (id, _) = endpoint(&app, &receiver.url(&path)).await;
+        // An event made after the endpoint: its one attempt.
+        app.create_user(&json!({})).await;
+        let log = wait_attempts(&app, &id, 1).await;
+        assert!(
+            log.iter().all(|a| a["status_code"] == json!(code)),
+            "{log:?}"
+        );
+        assert!(
+            log.iter().all(|a| a["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&code.to_string()))),
+            "a redirect is a failure that says so: {log:?}"
+        );
+    }
+    tokio::time::sleep(ms(300)).await;
+    assert!(
+        receiver.received("/ok/elsewhere").is_empty(),
+        "no delivery followed a redirect"
+    );
+}
+
 /// A retry due at once goes out at once, not at the dispatcher's next poll:
 /// recording the failure wakes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,6 +97,8 @@ pub enum Reply {
     /// A status with a body of this many bytes, as many receivers answer
     /// (`{"ok":true}`, a page of HTML).
     WithBody(u16, usize),
+    /// A status with a `Location` header of this value.
+    Redirect(u16, String),
 }
 
 impl Reply {
@@ -178,6 +180,14 @@ async fn handle(
             StatusCode::OK.into_response()
         }
         Reply::WithBody(code, length) => (status(code), "x".repeat(length)).into_response(),
+        Reply::Redirect(code, location) => {
+            let mut response = status(code).into_response();
+            response.headers_mut().insert(
+                axum::http::header::LOCATION,
+                HeaderValue::from_str(&location).unwrap(),
+            );
+            response
+        }
     }
 }
 
