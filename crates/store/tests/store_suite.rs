@@ -411,6 +411,55 @@ async fn concurrent_updates_of_one_user_all_land(f: Fixture) {
     assert_eq!(stored.version, user.version + 100);
 }
 
+/// Writes queued together commit together, each in a savepoint of its
+/// own: one that fails (here on a taken external id, after its statement
+/// ran) undoes only itself, and the others around it land.
+async fn a_failing_write_among_concurrent_ones_undoes_only_itself(f: Fixture) {
+    let a = f.default_agent().await;
+    let taken = f.create(a, json!({"external_id": "taken"})).await;
+    let mut users = Vec::new();
+    for _ in 0..60 {
+        users.push(f.create(a, json!({})).await);
+    }
+    let f = Arc::new(f);
+    let mut tasks = Vec::new();
+    for (n, user) in users.iter().enumerate() {
+        let (f, id) = (f.clone(), user.end_user_id);
+        tasks.push(tokio::spawn(async move {
+            let mutation = if n % 2 == 0 {
+                patch(json!({"external_id": "TAKEN", "profile": {"first_name": "x"}}))
+            } else {
+                set_metadata("n", n as u64)
+            };
+            f.store.update_end_user(a, id, mutation, Vec::new()).await
+        }));
+    }
+    for (n, task) in tasks.into_iter().enumerate() {
+        let outcome = task.await.unwrap();
+        if n % 2 == 0 {
+            assert!(
+                matches!(outcome, Err(StoreError::Conflict("external_id"))),
+                "{outcome:?}"
+            );
+        } else {
+            assert!(matches!(outcome, Ok(Some(_))), "{outcome:?}");
+        }
+    }
+    for (n, user) in users.iter().enumerate() {
+        let stored = f.stored(a, user.end_user_id).await;
+        if n % 2 == 0 {
+            assert_eq!(&stored, user, "a failed write changed nothing");
+        } else {
+            assert_eq!(
+                serde_json::to_value(&stored.profile.metadata).unwrap(),
+                json!({"n": n}),
+                "a write beside failed ones landed"
+            );
+        }
+    }
+    assert_eq!(f.stored(a, taken.end_user_id).await, taken);
+}
+
 /// Starting a conversation writes the user's `last_conversation_at`
 /// without a new version; an update of the user racing it must not write
 /// the time it read back over the new one.
@@ -1359,6 +1408,7 @@ suite!(sqlite:
     listing_pages_in_id_order,
     concurrent_writes_all_land,
     concurrent_updates_of_one_user_all_land,
+    a_failing_write_among_concurrent_ones_undoes_only_itself,
     an_update_keeps_a_conversation_time_written_meanwhile,
     write_stats_count_writes_and_the_transactions_they_shared,
     keys_are_found_listed_and_revoked,
