@@ -168,12 +168,7 @@ async fn handle(
     match reply {
         Reply::Status(code) => status(code).into_response(),
         Reply::RetryAfter(code, after) => {
-            let mut response = status(code).into_response();
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                HeaderValue::from_str(&after).unwrap(),
-            );
-            response
+            with_header(status(code), axum::http::header::RETRY_AFTER, &after)
         }
         Reply::Hang(sleep) => {
             tokio::time::sleep(sleep).await;
@@ -181,14 +176,18 @@ async fn handle(
         }
         Reply::WithBody(code, length) => (status(code), "x".repeat(length)).into_response(),
         Reply::Redirect(code, location) => {
-            let mut response = status(code).into_response();
-            response.headers_mut().insert(
-                axum::http::header::LOCATION,
-                HeaderValue::from_str(&location).unwrap(),
-            );
-            response
+            with_header(status(code), axum::http::header::LOCATION, &location)
         }
     }
+}
+
+/// An empty answer with this status and one header.
+fn with_header(status: StatusCode, name: axum::http::HeaderName, value: &str) -> Response {
+    let mut response = status.into_response();
+    response
+        .headers_mut()
+        .insert(name, HeaderValue::from_str(value).unwrap());
+    response
 }
 
 /// A running receiver; stops when dropped.
