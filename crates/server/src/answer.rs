@@ -7,12 +7,10 @@
 //! serde, [`Written`] through the value's own [`WriteJson`] (end users and
 //! pages of them, the most frequent answers).
 
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use endusers_core::WriteJson;
 use serde::Serialize;
-
-use crate::error::ApiError;
 
 /// Room for one end user or a small object without growing; a page of
 /// users grows from here, doubling.
@@ -28,11 +26,13 @@ impl<T: Serialize> IntoResponse for Json<T> {
         match serde_json::to_writer(&mut body, &self.0) {
             Ok(()) => json_response(body),
             // Only a map with keys that are not strings fails, and no
-            // answer holds one; should that change, the client gets the
-            // envelope and the log says why.
+            // answer holds one; should that change, the log says why and
+            // the client gets a bare 500, which the envelope layer every
+            // answer passes through fills in. (Answering `ApiError` here
+            // would come back to this function with the envelope.)
             Err(error) => {
                 tracing::error!(%error, "an answer could not be written as JSON");
-                ApiError::Internal.into_response()
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }
         }
     }
@@ -76,5 +76,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(body, serde_json::to_vec(&value).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_value_json_cannot_hold_is_a_500_that_the_envelope_layer_fills_in() {
+        // Keys that are not strings are the one thing serde_json refuses.
+        let unwritable: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        let response = Json(unwritable).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let response = crate::error::ensure_envelope(response);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["type"], "internal_error", "{body}");
     }
 }
