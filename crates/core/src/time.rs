@@ -45,9 +45,22 @@ impl Timestamp {
     /// RFC 3339 in UTC to the millisecond, as event timestamps are:
     /// `2026-11-22T10:00:00.123+00:00`.
     pub fn to_rfc3339_millis(self) -> String {
+        let mut buf = [0u8; 32];
+        if let Some(text) = self.rfc3339_millis_into(&mut buf) {
+            return text.to_owned();
+        }
         let full = self.to_string();
         // `…SS.uuuuuu+00:00`: keep three of the six fractional digits.
         format!("{}{}", &full[..full.len() - 9], &full[full.len() - 6..])
+    }
+
+    /// [`Timestamp::to_rfc3339_millis`] written into `buf`, for years 0 to
+    /// 9999 (every webhook event carries one).
+    pub(crate) fn rfc3339_millis_into(self, buf: &mut [u8; 32]) -> Option<&str> {
+        self.rfc3339_into(buf)?;
+        // `…SS.uuu` then `+00:00` moved over the last three digits.
+        buf.copy_within(26..32, 23);
+        std::str::from_utf8(&buf[..29]).ok()
     }
 
     /// Parses an RFC 3339 date-time (any offset, optional fraction up to
@@ -334,6 +347,23 @@ mod tests {
         fn parsing_any_text_never_panics(text in "\\PC{0,40}", prefix in "20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]") {
             let _ = Timestamp::parse_rfc3339(&text);
             let _ = Timestamp::parse_rfc3339(&format!("{prefix}{text}"));
+        }
+
+        /// To the millisecond: the general text with three of its six
+        /// fractional digits, whichever way it is written.
+        #[test]
+        fn the_millisecond_form_cuts_the_general_text(
+            any_time in any::<i64>(),
+            years_0_to_9999 in -62_167_219_200_000_000i64..253_402_300_800_000_000,
+        ) {
+            for micros in [any_time, years_0_to_9999] {
+                let full = Timestamp::from_micros(micros).to_string();
+                let (head, tail) = full.split_at(full.len() - 6);
+                prop_assert_eq!(
+                    Timestamp::from_micros(micros).to_rfc3339_millis(),
+                    format!("{}{tail}", &head[..head.len() - 3])
+                );
+            }
         }
 
         /// The digit-by-digit form is the general one, and both the
