@@ -92,23 +92,22 @@ impl OutboxEvent {
     /// (see [`crate::json`]): every change of a user makes one, inside
     /// the store's single writer.
     pub fn end_user(event_type: EventType, user: &EndUser, id: String, now: Timestamp) -> Self {
-        let mut payload = Vec::with_capacity(512);
-        payload.extend_from_slice(b"{\"type\":");
+        let mut payload = String::with_capacity(512);
+        payload.push_str("{\"type\":");
         json::string(&mut payload, event_type.name());
-        payload.extend_from_slice(b",\"timestamp\":");
+        payload.push_str(",\"timestamp\":");
         json::timestamp_millis(&mut payload, now);
-        payload.extend_from_slice(b",\"data\":{");
+        payload.push_str(",\"data\":{");
         user.write_json_fields(&mut payload);
-        payload.extend_from_slice(b",\"version\":");
+        payload.push_str(",\"version\":");
         json::integer(&mut payload, user.version);
-        payload.extend_from_slice(b"},\"tags\":[\"");
-        payload.extend_from_slice(user.end_user_id.text().as_str().as_bytes());
-        payload.extend_from_slice(b"\"]}");
+        payload.push_str("},\"tags\":[\"");
+        payload.push_str(user.end_user_id.text().as_str());
+        payload.push_str("\"]}");
         Self {
             id,
             event_type,
-            // Built only from `&str`s and ASCII, so always UTF-8.
-            payload: String::from_utf8(payload).unwrap_or_default(),
+            payload,
             created_at: now,
         }
     }

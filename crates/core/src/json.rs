@@ -7,7 +7,9 @@
 //! event through `#[serde(flatten)]`'s map serializer: counted by
 //! callgrind, about 6,600 instructions for one user's answer and 10,300
 //! for one event. Here each fixed piece (`,"last_name":`) is one copy and
-//! a string without characters to escape is one more.
+//! a string without characters to escape is one more. The text goes into
+//! a `String`: every piece is a `&str` or ASCII, so nothing is checked
+//! again for UTF-8 afterwards.
 //!
 //! The text is byte for byte what serde_json writes for the same value:
 //! the derived `Serialize` impls stay the definition of each shape, and
@@ -20,56 +22,51 @@ use crate::time::Timestamp;
 /// A value that can write itself as JSON text.
 pub trait WriteJson {
     /// Appends the value's JSON text to `out`.
-    fn write_json(&self, out: &mut Vec<u8>);
+    fn write_json(&self, out: &mut String);
 
     /// The value's JSON text in a buffer of its own, with room for
     /// `capacity` bytes before it grows.
-    fn to_json_vec(&self, capacity: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(capacity);
+    fn to_json_string(&self, capacity: usize) -> String {
+        let mut out = String::with_capacity(capacity);
         self.write_json(&mut out);
         out
     }
 }
 
-impl<T: WriteJson + ?Sized> WriteJson for &T {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        (**self).write_json(out);
-    }
-}
-
 /// `"text"`, escaped as serde_json escapes: `"`, `\` and control
 /// characters only, the common ones by their short forms.
-pub fn string(out: &mut Vec<u8>, text: &str) {
+pub fn string(out: &mut String, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = text.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    let mut rest = bytes;
-    while let Some(at) = first_to_escape(rest) {
-        out.extend_from_slice(&rest[..at]);
-        let byte = rest[at];
+    out.reserve(text.len() + 2);
+    out.push('"');
+    let mut rest = text;
+    // What needs escaping is ASCII, so `at` and `at + 1` are character
+    // boundaries.
+    while let Some(at) = first_to_escape(rest.as_bytes()) {
+        out.push_str(&rest[..at]);
+        let byte = rest.as_bytes()[at];
         let short = match byte {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x08 => b'b',
-            0x0c => b'f',
-            _ => 0,
+            b'"' => '"',
+            b'\\' => '\\',
+            b'\n' => 'n',
+            b'\r' => 'r',
+            b'\t' => 't',
+            0x08 => 'b',
+            0x0c => 'f',
+            _ => '\0',
         };
-        if short == 0 {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 0xf)]);
+        if short == '\0' {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
         } else {
-            out.push(b'\\');
+            out.push('\\');
             out.push(short);
         }
         rest = &rest[at + 1..];
     }
-    out.extend_from_slice(rest);
-    out.push(b'"');
+    out.push_str(rest);
+    out.push('"');
 }
 
 /// Whether JSON needs `byte` escaped.
@@ -112,148 +109,143 @@ fn first_to_escape(bytes: &[u8]) -> Option<usize> {
 }
 
 /// A string, or `null`.
-pub fn optional_string(out: &mut Vec<u8>, text: Option<&str>) {
+pub fn optional_string(out: &mut String, text: Option<&str>) {
     match text {
         Some(text) => string(out, text),
-        None => out.extend_from_slice(b"null"),
+        None => out.push_str("null"),
     }
 }
 
 /// An integer in decimal.
-pub fn integer(out: &mut Vec<u8>, value: i64) {
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+pub fn integer(out: &mut String, value: i64) {
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
-fn optional_timestamp(out: &mut Vec<u8>, at: Option<Timestamp>) {
+fn optional_timestamp(out: &mut String, at: Option<Timestamp>) {
     match at {
         Some(at) => at.write_json(out),
-        None => out.extend_from_slice(b"null"),
+        None => out.push_str("null"),
     }
 }
 
 /// A timestamp as [`Timestamp::to_rfc3339_millis`] has it, as a string.
-pub fn timestamp_millis(out: &mut Vec<u8>, at: Timestamp) {
+pub fn timestamp_millis(out: &mut String, at: Timestamp) {
     let mut buf = [0u8; 32];
-    match at.rfc3339_into(&mut buf) {
-        // `…SS.uuuuuu+00:00`: three of the six fractional digits.
-        Some(text) => {
-            let text = text.as_bytes();
-            out.push(b'"');
-            out.extend_from_slice(&text[..23]);
-            out.extend_from_slice(&text[26..]);
-            out.push(b'"');
-        }
-        None => string(out, &at.to_rfc3339_millis()),
-    }
+    timestamp_text(out, at.rfc3339_millis_into(&mut buf), || {
+        at.to_rfc3339_millis()
+    });
 }
 
 impl WriteJson for Timestamp {
-    fn write_json(&self, out: &mut Vec<u8>) {
+    fn write_json(&self, out: &mut String) {
         let mut buf = [0u8; 32];
-        match self.rfc3339_into(&mut buf) {
-            // Digits and punctuation only: nothing to escape.
-            Some(text) => {
-                out.push(b'"');
-                out.extend_from_slice(text.as_bytes());
-                out.push(b'"');
-            }
-            None => string(out, &self.to_string()),
+        timestamp_text(out, self.rfc3339_into(&mut buf), || self.to_string());
+    }
+}
+
+/// A timestamp's text as a string: written as it is when the digit-by-digit
+/// form exists (digits and punctuation, nothing to escape), otherwise the
+/// general formatting's, escaped.
+fn timestamp_text(out: &mut String, fast: Option<&str>, general: impl FnOnce() -> String) {
+    match fast {
+        Some(text) => {
+            out.push('"');
+            out.push_str(text);
+            out.push('"');
         }
+        None => string(out, &general()),
     }
 }
 
 impl WriteJson for MetadataValue {
-    fn write_json(&self, out: &mut Vec<u8>) {
+    fn write_json(&self, out: &mut String) {
         match self {
             Self::String(text) => string(out, text),
             Self::Integer(value) => integer(out, *value),
-            Self::Boolean(true) => out.extend_from_slice(b"true"),
-            Self::Boolean(false) => out.extend_from_slice(b"false"),
+            Self::Boolean(true) => out.push_str("true"),
+            Self::Boolean(false) => out.push_str("false"),
         }
     }
 }
 
 impl WriteJson for Metadata {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        out.push(b'{');
+    fn write_json(&self, out: &mut String) {
+        out.push('{');
         for (n, (key, value)) in self.iter().enumerate() {
             if n > 0 {
-                out.push(b',');
+                out.push(',');
             }
             string(out, key);
-            out.push(b':');
+            out.push(':');
             value.write_json(out);
         }
-        out.push(b'}');
+        out.push('}');
     }
 }
 
 impl WriteJson for SystemProperties {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"sunshine_user_id\":");
+    fn write_json(&self, out: &mut String) {
+        out.push_str("{\"sunshine_user_id\":");
         optional_string(out, self.sunshine_user_id.as_deref());
-        out.extend_from_slice(b",\"last_conversation_at\":");
+        out.push_str(",\"last_conversation_at\":");
         optional_timestamp(out, self.last_conversation_at);
-        out.push(b'}');
+        out.push('}');
     }
 }
 
 impl WriteJson for Profile {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let texts: [(&[u8], Option<&str>); 6] = [
+    fn write_json(&self, out: &mut String) {
+        let texts: [(&str, Option<&str>); 6] = [
             (
-                b"{\"first_name\":",
+                "{\"first_name\":",
                 self.first_name.as_ref().map(|v| v.as_str()),
             ),
             (
-                b",\"last_name\":",
+                ",\"last_name\":",
                 self.last_name.as_ref().map(|v| v.as_str()),
             ),
             (
-                b",\"display_name\":",
+                ",\"display_name\":",
                 self.display_name.as_ref().map(|v| v.as_str()),
             ),
-            (b",\"avatar\":", self.avatar.as_ref().map(|v| v.as_str())),
-            (b",\"email\":", self.email.as_ref().map(|v| v.as_str())),
-            (
-                b",\"language\":",
-                self.language.as_ref().map(|v| v.as_str()),
-            ),
+            (",\"avatar\":", self.avatar.as_ref().map(|v| v.as_str())),
+            (",\"email\":", self.email.as_ref().map(|v| v.as_str())),
+            (",\"language\":", self.language.as_ref().map(|v| v.as_str())),
         ];
         for (key, text) in texts {
-            out.extend_from_slice(key);
+            out.push_str(key);
             optional_string(out, text);
         }
-        out.extend_from_slice(b",\"metadata\":");
+        out.push_str(",\"metadata\":");
         self.metadata.write_json(out);
-        out.extend_from_slice(b",\"system_properties\":");
+        out.push_str(",\"system_properties\":");
         self.system_properties.write_json(out);
-        out.push(b'}');
+        out.push('}');
     }
 }
 
 impl EndUser {
     /// The user's fields as the API shows them, without the braces around
     /// them, so that an event can add its own after them.
-    pub(crate) fn write_json_fields(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"\"end_user_id\":\"");
-        out.extend_from_slice(self.end_user_id.text().as_str().as_bytes());
-        out.extend_from_slice(b"\",\"external_id\":");
+    pub(crate) fn write_json_fields(&self, out: &mut String) {
+        out.push_str("\"end_user_id\":\"");
+        out.push_str(self.end_user_id.text().as_str());
+        out.push_str("\",\"external_id\":");
         optional_string(out, self.external_id.as_ref().map(|v| v.as_str()));
-        out.extend_from_slice(b",\"profile\":");
+        out.push_str(",\"profile\":");
         self.profile.write_json(out);
-        out.extend_from_slice(b",\"created_at\":");
+        out.push_str(",\"created_at\":");
         self.created_at.write_json(out);
-        out.extend_from_slice(b",\"updated_at\":");
+        out.push_str(",\"updated_at\":");
         self.updated_at.write_json(out);
     }
 }
 
 impl WriteJson for EndUser {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        out.push(b'{');
+    fn write_json(&self, out: &mut String) {
+        out.push('{');
         self.write_json_fields(out);
-        out.push(b'}');
+        out.push('}');
     }
 }
 
@@ -351,15 +343,15 @@ pub(crate) mod tests {
     }
 
     fn written<T: WriteJson>(value: &T) -> String {
-        String::from_utf8(value.to_json_vec(0)).unwrap()
+        value.to_json_string(0)
     }
 
     proptest! {
         #[test]
         fn strings_are_escaped_as_serde_json_escapes_them(text in text()) {
-            let mut out = Vec::new();
+            let mut out = String::new();
             string(&mut out, &text);
-            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&text).unwrap());
+            prop_assert_eq!(out, serde_json::to_string(&text).unwrap());
         }
 
         #[test]
@@ -379,26 +371,26 @@ pub(crate) mod tests {
             // Longer than one eight-byte step, with what needs escaping at
             // every offset within one.
             let text = parts.concat();
-            let mut out = Vec::new();
+            let mut out = String::new();
             string(&mut out, &text);
-            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&text).unwrap());
+            prop_assert_eq!(out, serde_json::to_string(&text).unwrap());
         }
 
         #[test]
         fn timestamps_to_the_millisecond_are_written_as_serde_json_writes_them(at in timestamp()) {
-            let mut out = Vec::new();
+            let mut out = String::new();
             timestamp_millis(&mut out, at);
             prop_assert_eq!(
-                String::from_utf8(out).unwrap(),
+                out,
                 serde_json::to_string(&at.to_rfc3339_millis()).unwrap()
             );
         }
 
         #[test]
         fn integers_are_written_as_serde_json_writes_them(value in any::<i64>()) {
-            let mut out = Vec::new();
+            let mut out = String::new();
             integer(&mut out, value);
-            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&value).unwrap());
+            prop_assert_eq!(out, serde_json::to_string(&value).unwrap());
         }
     }
 
@@ -407,16 +399,13 @@ pub(crate) mod tests {
         let controls: String = ('\u{0}'..='\u{1f}')
             .chain(['"', '\\', '\u{7f}', 'é'])
             .collect();
-        let mut out = Vec::new();
+        let mut out = String::new();
         string(&mut out, &controls);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            serde_json::to_string(&controls).unwrap()
-        );
+        assert_eq!(out, serde_json::to_string(&controls).unwrap());
         for value in [i64::MIN, -1, 0, i64::MAX] {
-            let mut out = Vec::new();
+            let mut out = String::new();
             integer(&mut out, value);
-            assert_eq!(out, value.to_string().into_bytes());
+            assert_eq!(out, value.to_string());
         }
         for at in [
             Timestamp::from_micros(0),

@@ -123,9 +123,7 @@ impl Metadata {
     }
 
     pub fn to_json(&self) -> String {
-        // Built only from `&str`s and ASCII, so always UTF-8.
-        String::from_utf8(crate::json::WriteJson::to_json_vec(self, 64))
-            .unwrap_or_else(|_| String::from("{}"))
+        crate::json::WriteJson::to_json_string(self, 64)
     }
 
     /// Reads metadata written by [`Metadata::to_json`].

@@ -45,7 +45,7 @@ pub struct Written<T>(pub T);
 
 impl<T: WriteJson> IntoResponse for Written<T> {
     fn into_response(self) -> Response {
-        json_response(self.0.to_json_vec(FIRST_CAPACITY))
+        json_response(self.0.to_json_string(FIRST_CAPACITY).into_bytes())
     }
 }
 

@@ -70,17 +70,17 @@ impl<T> Page<T> {
 
 /// `{"data":[…],"meta":{"next_page_url":…}}`, as serde writes it.
 impl<T: WriteJson> WriteJson for Page<T> {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"data\":[");
+    fn write_json(&self, out: &mut String) {
+        out.push_str("{\"data\":[");
         for (n, record) in self.data.iter().enumerate() {
             if n > 0 {
-                out.push(b',');
+                out.push(',');
             }
             record.write_json(out);
         }
-        out.extend_from_slice(b"],\"meta\":{\"next_page_url\":");
+        out.push_str("],\"meta\":{\"next_page_url\":");
         json::optional_string(out, self.meta.next_page_url.as_deref());
-        out.extend_from_slice(b"}}");
+        out.push_str("}}");
     }
 }
 
@@ -217,7 +217,7 @@ mod tests {
                 meta: PageMeta { next_page_url },
             };
             assert_eq!(
-                String::from_utf8(page.to_json_vec(0)).unwrap(),
+                page.to_json_string(0),
                 serde_json::to_string(&page).unwrap()
             );
         }

@@ -208,7 +208,7 @@ pub enum ListEndUsersResponse {
 }
 
 impl WriteJson for ListEndUsersResponse {
-    fn write_json(&self, out: &mut Vec<u8>) {
+    fn write_json(&self, out: &mut String) {
         match self {
             Self::Page(page) => page.write_json(out),
             Self::Single(user) => user.write_json(out),
