@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::receiver::{self, Received, Receiver, Reply};
+use common::untrusted_tls::UntrustedTls;
 use common::{TestApp, USERS};
 use endusers_core::{Clock, RetrySchedule, SystemClock, Timestamp};
 use endusers_server::ServerConfig;
@@ -698,6 +699,31 @@ async fn a_redirect_is_never_followed() {
     );
 }
 
+/// Deliveries to an `https` URL speak TLS and check the certificate: one
+/// that no trusted authority signed ends the attempt before the request is
+/// written, and the attempt says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_nobody_vouches_for_is_refused_before_anything_is_sent() {
+    let server = UntrustedTls::start().await;
+    let app = spawn(settings(&[60_000])).await;
+    let url = format!("https://localhost:{}/ok/tls", server.addr.port());
+    let (id, _) = endpoint(&app, &url).await;
+    app.create_user(&json!({})).await;
+    let log = wait_attempts(&app, &id, 1).await;
+    let error = log[0]["error"].as_str().unwrap_or_default();
+    assert!(log[0]["status_code"].is_null(), "{log:?}");
+    assert!(
+        error.starts_with("could not connect") && error.contains("invalid peer certificate"),
+        "{error}"
+    );
+    assert!(server.failed_handshakes() >= 1);
+    assert_eq!(
+        server.requests(),
+        0,
+        "nothing was sent over the refused connection"
+    );
+}
+
 /// A retry due at once goes out at once, not at the dispatcher's next poll:
 /// recording the failure wakes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1069,31 +1095,41 @@ async fn an_answer_with_a_body_leaves_the_connection_open_for_the_next_delivery(
     const DELIVERIES: usize = 8;
     let receiver = Receiver::start().await;
     let app = spawn(settings(&[0])).await;
-    let path = "/ok/says-something";
-    receiver.set(path, Reply::WithBody(200, 200));
-    let (id, _) = endpoint(&app, &receiver.url(path)).await;
-
-    // One user at a time, each once the attempt before is in the log: by
-    // then the sender is done with that answer and its connection is free.
-    for made in 1..=DELIVERIES {
-        app.create_user(&json!({})).await;
-        wait_attempts(&app, &id, made).await;
+    let answers = [
+        ("/ok/says-something", Reply::WithBody(200, 200)),
+        // A body that comes after the head: left unread, it would be in
+        // the connection's way when the next delivery is written.
+        ("/ok/says-it-later", Reply::LateBody(200, ms(30))),
+    ];
+    for (path, reply) in answers {
+        receiver.set(path, reply);
+        let (id, _) = endpoint(&app, &receiver.url(path)).await;
+        // One user at a time, each once the attempt before is in the log:
+        // by then the sender is done with that answer and its connection
+        // is free.
+        for made in 1..=DELIVERIES {
+            app.create_user(&json!({})).await;
+            wait_attempts(&app, &id, made).await;
+        }
+        let log = attempts(&app, &id).await;
+        assert!(
+            log.iter().all(|a| a["status_code"] == json!(200)),
+            "{path}: {log:?}"
+        );
+        // A sender that left such answers unread would close each
+        // connection, and every delivery would pay a new one, with its TLS
+        // handshake.
+        let got = receiver.received(path);
+        let connections: HashSet<_> = got.iter().map(|r| r.peer).collect();
+        assert_eq!(got.len(), DELIVERIES, "{path}");
+        assert_eq!(
+            connections.len(),
+            1,
+            "{path}: {DELIVERIES} deliveries, one at a time, came over these connections: {connections:?}"
+        );
+        // The next endpoint's users are not this one's.
+        app.delete(&webhook_path(&id)).await;
     }
-    let log = attempts(&app, &id).await;
-    assert!(
-        log.iter().all(|a| a["status_code"] == json!(200)),
-        "{log:?}"
-    );
-    // A sender that left such answers unread would close each connection,
-    // and every delivery would pay a new one, with its TLS handshake.
-    let got = receiver.received(path);
-    let connections: HashSet<_> = got.iter().map(|r| r.peer).collect();
-    assert_eq!(got.len(), DELIVERIES);
-    assert_eq!(
-        connections.len(),
-        1,
-        "{DELIVERIES} deliveries, one at a time, came over these connections: {connections:?}"
-    );
 }
 
 /// The value of the sample `series` (name with its labels, as printed) on

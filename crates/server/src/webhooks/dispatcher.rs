@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use endusers_core::{RetrySchedule, Timestamp};
 use endusers_store::{AttemptRecord, Claim, Delivery, NextStep};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use rand::Rng;
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::WebhookSettings;
+use super::client::{self, WebhookClient};
 use super::signature::{self, EndpointSecret};
-use super::{WebhookSettings, client};
 use crate::AppState;
 
 // Header names made once: given as text, each would be parsed and copied
@@ -103,8 +104,8 @@ fn lock(in_flight: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
 /// (each is bounded by the webhook timeout) and records them.
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let settings = state.config.webhooks.clone();
-    let client = match client::build(&settings) {
-        Ok(client) => client,
+    let client = match WebhookClient::build(&settings) {
+        Ok(client) => Arc::new(client),
         Err(err) => {
             tracing::error!(error = %err, "cannot build the webhook HTTP client; webhooks will not be delivered");
             return;
@@ -138,7 +139,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                         state.webhook_metrics.sent();
                         let task = Attempt {
                             state: state.clone(),
-                            client: client.clone(),
+                            client: Arc::clone(&client),
                             in_flight: Arc::clone(&in_flight),
                             records: records.clone(),
                             wakeup: Arc::clone(&state.webhook_wakeup),
@@ -197,7 +198,7 @@ async fn record_attempts(state: AppState, mut recorded: mpsc::UnboundedReceiver<
 
 struct Attempt {
     state: AppState,
-    client: reqwest::Client,
+    client: Arc<WebhookClient>,
     in_flight: Arc<Mutex<InFlight>>,
     records: mpsc::UnboundedSender<AttemptRecord>,
     wakeup: Arc<Notify>,
@@ -222,7 +223,7 @@ impl Outcome {
 }
 
 impl Attempt {
-    async fn deliver(self, mut delivery: Delivery, target: Result<reqwest::Url, String>) {
+    async fn deliver(self, mut delivery: Delivery, target: Result<Uri, String>) {
         let settings = &self.state.config.webhooks;
         let started = Instant::now();
         // The body moves into the request; nothing after the send needs it.
@@ -260,7 +261,7 @@ impl Attempt {
         self.wakeup.notify_one();
     }
 
-    async fn send(&self, url: reqwest::Url, delivery: &Delivery, payload: String) -> Outcome {
+    async fn send(&self, uri: Uri, delivery: &Delivery, payload: String) -> Outcome {
         let mut secrets = Vec::with_capacity(2);
         for text in std::iter::once(&delivery.secret).chain(delivery.previous_secret.as_ref()) {
             match EndpointSecret::parse(text.expose()) {
@@ -273,57 +274,32 @@ impl Attempt {
             }
         }
         let timestamp = self.state.clock.now().as_micros().div_euclid(1_000_000);
-        let body = payload.as_bytes();
         let refs: Vec<&EndpointSecret> = secrets.iter().collect();
-        let signature = signature::signature_header(&refs, &delivery.message_id, timestamp, body);
-        let timestamp = timestamp.to_string();
-        let request = self
-            .client
-            .post(url)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(WEBHOOK_ID, &delivery.message_id)
-            .header(WEBHOOK_TIMESTAMP, &timestamp)
-            .header(WEBHOOK_SIGNATURE, &signature)
-            .header(SVIX_ID, &delivery.message_id)
-            .header(SVIX_TIMESTAMP, &timestamp)
-            .header(SVIX_SIGNATURE, &signature)
-            .body(payload);
-        match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                let retry_after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                Outcome {
-                    status: Some(status.as_u16()),
-                    error: (!status.is_success())
-                        .then(|| format!("the endpoint answered {status}")),
-                    retry_after,
-                }
-            }
-            Err(err) => Outcome::failed(describe(&err)),
+        let signature =
+            signature::signature_header(&refs, &delivery.message_id, timestamp, payload.as_bytes());
+        let (Ok(id), Ok(signature)) = (
+            HeaderValue::from_str(&delivery.message_id),
+            HeaderValue::try_from(signature),
+        ) else {
+            return Outcome::failed("the message id cannot be sent as a header".to_owned());
+        };
+        let timestamp = HeaderValue::from(timestamp);
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(WEBHOOK_ID, id.clone());
+        headers.insert(WEBHOOK_TIMESTAMP, timestamp.clone());
+        headers.insert(WEBHOOK_SIGNATURE, signature.clone());
+        headers.insert(SVIX_ID, id);
+        headers.insert(SVIX_TIMESTAMP, timestamp);
+        headers.insert(SVIX_SIGNATURE, signature);
+        match self.client.post(uri, headers, payload).await {
+            Ok(answer) => Outcome {
+                status: Some(answer.status.as_u16()),
+                error: (!answer.status.is_success())
+                    .then(|| format!("the endpoint answered {}", answer.status)),
+                retry_after: answer.retry_after,
+            },
+            Err(error) => Outcome::failed(error),
         }
-    }
-}
-
-/// Says why a request failed without internals (and without the URL's
-/// query, which may carry a token).
-fn describe(err: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = Some(err);
-    let mut deepest = String::new();
-    while let Some(e) = source {
-        deepest = e.to_string();
-        source = e.source();
-    }
-    if err.is_timeout() {
-        "timed out".to_owned()
-    } else if err.is_connect() {
-        format!("could not connect: {deepest}")
-    } else {
-        format!("request failed: {deepest}")
     }
 }
 

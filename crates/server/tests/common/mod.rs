@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod receiver;
+pub mod untrusted_tls;
 
 use std::io::{Read, Write};
 use std::sync::Arc;

@@ -13,16 +13,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use endusers_server::webhooks::signature::{self, EndpointSecret};
+use http_body_util::channel::Channel;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -99,6 +101,9 @@ pub enum Reply {
     WithBody(u16, usize),
     /// A status with a `Location` header of this value.
     Redirect(u16, String),
+    /// A status whose head goes out at once and whose body (chunked) only
+    /// this long after, as from a receiver that streams its answer.
+    LateBody(u16, Duration),
 }
 
 impl Reply {
@@ -177,6 +182,14 @@ async fn handle(
         Reply::WithBody(code, length) => (status(code), "x".repeat(length)).into_response(),
         Reply::Redirect(code, location) => {
             with_header(status(code), axum::http::header::LOCATION, &location)
+        }
+        Reply::LateBody(code, delay) => {
+            let (mut sender, body) = Channel::<Bytes, Infallible>::new(1);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = sender.send_data(Bytes::from_static(b"{\"ok\":true}")).await;
+            });
+            (status(code), Body::new(body)).into_response()
         }
     }
 }
