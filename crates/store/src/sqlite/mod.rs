@@ -689,6 +689,42 @@ mod tests {
         assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
     }
 
+    /// A write that fails after changing rows leaves none of its changes,
+    /// also when it is the only write of its transaction (which then runs
+    /// without a savepoint), and the writer goes on with the next one.
+    #[tokio::test]
+    async fn a_lone_write_that_fails_part_way_leaves_nothing() {
+        use crate::{Store, StoreError};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let now = endusers_core::Timestamp::from_micros(0);
+        let store = super::SqliteStore::open(&path, super::Options::default(), now)
+            .await
+            .unwrap();
+        let last = |conn: &rusqlite::Connection| {
+            conn.query_row("SELECT last FROM webhook_sequence", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        };
+        let before = store.write(move |conn| Ok(last(conn)?)).await.unwrap();
+        let failed = store
+            .write(|conn| {
+                conn.execute("UPDATE webhook_sequence SET last = last + 100", [])?;
+                Err::<(), _>(StoreError::Conflict("part way"))
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Conflict("part way"))));
+        let after = store
+            .write(move |conn| {
+                conn.execute("UPDATE webhook_sequence SET last = last + 1", [])?;
+                Ok(last(conn)?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(after, before + 1);
+        store.close().await;
+    }
+
     /// With one plan per statement (above), the partial indexes still
     /// serve the lookups made with bound values, which imply their
     /// conditions whatever the values are.
