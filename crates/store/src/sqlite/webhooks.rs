@@ -50,31 +50,36 @@ pub(super) fn record_events(
     events: &[OutboxEvent],
 ) -> Result<(), StoreError> {
     for event in events {
-        let wanted: bool = conn
+        // One statement asks whether anyone wants the event and writes it
+        // with the next number. The counter moves after, by a statement
+        // of its own: `UPDATE … RETURNING` would build a temporary table
+        // for its one row on every event.
+        let written = conn
             .prepare_cached(concat!(
-                "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.agent_id = ?1 AND e.enabled = 1 AND ",
-                subscribed!("?2"),
+                "INSERT INTO webhook_messages (id, agent_id, event_type, payload, created_at, seq)
+                 SELECT ?1, ?2, ?3, ?4, ?5, (SELECT last + 1 FROM webhook_sequence)
+                 WHERE EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.agent_id = ?2 AND e.enabled = 1 AND ",
+                subscribed!("?3"),
                 ")"
             ))?
-            .query_row(params![agent.0, event.event_type.name()], |row| row.get(0))?;
-        if !wanted {
+            .execute(params![
+                event.id,
+                agent.0,
+                event.event_type.name(),
+                event.payload,
+                event.created_at.as_micros(),
+            ])?;
+        if written == 0 {
             continue;
         }
-        let seq: i64 = conn
-            .prepare_cached("UPDATE webhook_sequence SET last = last + 1 RETURNING last")?
-            .query_row([], |row| row.get(0))?;
-        conn.prepare_cached(
-            "INSERT INTO webhook_messages (id, agent_id, event_type, payload, created_at, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            event.id,
-            agent.0,
-            event.event_type.name(),
-            event.payload,
-            event.created_at.as_micros(),
-            seq
-        ])?;
+        let counted = conn
+            .prepare_cached("UPDATE webhook_sequence SET last = last + 1")?
+            .execute([])?;
+        if counted != 1 {
+            return Err(StoreError::Backend(format!(
+                "the outbox's counter moved {counted} times for one message"
+            )));
+        }
     }
     Ok(())
 }
