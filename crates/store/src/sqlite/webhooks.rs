@@ -567,13 +567,15 @@ pub(super) fn record_attempts(
     let mut cleared: HashSet<&str> = HashSet::new();
     // Endpoints whose cursors this batch moved, with their agents.
     let mut read_through: HashMap<&str, AgentId> = HashMap::new();
+    // Taken from the statement cache once for the batch, not once per
+    // attempt: each look-up hashes and copies the statement's text.
+    let mut insert_attempt = conn.prepare_cached(
+        "INSERT INTO webhook_attempts
+             (agent_id, endpoint_id, message_id, event_type, attempt, status_code, error, duration_ms, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
     for r in records {
-        conn.prepare_cached(
-            "INSERT INTO webhook_attempts
-                 (agent_id, endpoint_id, message_id, event_type, attempt, status_code, error, duration_ms, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?
-        .execute(params![
+        insert_attempt.execute(params![
             r.agent_id.0,
             r.endpoint_id,
             r.message_id,
