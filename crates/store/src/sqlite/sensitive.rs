@@ -119,21 +119,21 @@ pub(super) fn replace_sealed(
     replacements: &[(OwnedSealedValue, SealedValue)],
 ) -> Result<usize, StoreError> {
     let mut replaced = 0;
+    // Taken from the cache once for the batch, not once per value.
+    let mut replace = conn.prepare_cached(
+        "UPDATE sensitive_values SET key_id = ?5, nonce = ?6, ciphertext = ?7
+         WHERE agent_id = ?1 AND end_user_id = ?2 AND name = ?3 AND nonce = ?4",
+    )?;
     for (old, new) in replacements {
-        replaced += conn
-            .prepare_cached(
-                "UPDATE sensitive_values SET key_id = ?5, nonce = ?6, ciphertext = ?7
-                 WHERE agent_id = ?1 AND end_user_id = ?2 AND name = ?3 AND nonce = ?4",
-            )?
-            .execute(params![
-                old.agent_id.0,
-                old.end_user_id.text().as_str(),
-                old.value.name.as_str(),
-                old.value.nonce,
-                new.key_id,
-                new.nonce,
-                new.ciphertext
-            ])?;
+        replaced += replace.execute(params![
+            old.agent_id.0,
+            old.end_user_id.text().as_str(),
+            old.value.name.as_str(),
+            old.value.nonce,
+            new.key_id,
+            new.nonce,
+            new.ciphertext
+        ])?;
     }
     Ok(replaced)
 }

@@ -779,18 +779,18 @@ pub(super) fn prune_history(
         .prepare_cached("SELECT id FROM webhook_messages WHERE id < ?1 ORDER BY id LIMIT ?2")?
         .query_map(params![before_message_id, limit], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
+    // Each statement taken from the cache once for the batch.
+    let mut delete_finished =
+        conn.prepare_cached("DELETE FROM webhook_deliveries WHERE message_id = ?1 AND state <> 0")?;
+    let mut delete_message = conn.prepare_cached(
+        "DELETE FROM webhook_messages AS m WHERE m.id = ?1
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE message_id = ?1)
+         AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
+                         WHERE e.agent_id = m.agent_id AND e.enabled = 1 AND e.outbox_position < m.seq)",
+    )?;
     for id in old {
-        pruned += conn
-            .prepare_cached("DELETE FROM webhook_deliveries WHERE message_id = ?1 AND state <> 0")?
-            .execute([&id])?;
-        pruned += conn
-            .prepare_cached(
-                "DELETE FROM webhook_messages AS m WHERE m.id = ?1
-                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE message_id = ?1)
-                 AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
-                                 WHERE e.agent_id = m.agent_id AND e.enabled = 1 AND e.outbox_position < m.seq)",
-            )?
-            .execute([&id])?;
+        pruned += delete_finished.execute([&id])?;
+        pruned += delete_message.execute([&id])?;
     }
     Ok(pruned)
 }
