@@ -274,9 +274,12 @@ impl Attempt {
             }
         }
         let timestamp = self.state.clock.now().as_micros().div_euclid(1_000_000);
-        let refs: Vec<&EndpointSecret> = secrets.iter().collect();
-        let signature =
-            signature::signature_header(&refs, &delivery.message_id, timestamp, payload.as_bytes());
+        let signature = signature::signature_header(
+            &secrets,
+            &delivery.message_id,
+            timestamp,
+            payload.as_bytes(),
+        );
         let (Ok(id), Ok(signature)) = (
             HeaderValue::from_str(&delivery.message_id),
             HeaderValue::try_from(signature),

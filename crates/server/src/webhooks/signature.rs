@@ -104,7 +104,9 @@ impl EndpointSecret {
     fn mac(&self, msg_id: &str, timestamp_secs: i64, body: &[u8]) -> HmacSha256 {
         let mut mac = self.keyed.clone();
         mac.update(msg_id.as_bytes());
-        mac.update(format!(".{timestamp_secs}.").as_bytes());
+        mac.update(b".");
+        mac.update(itoa::Buffer::new().format(timestamp_secs).as_bytes());
+        mac.update(b".");
         mac.update(body);
         mac
     }
@@ -118,26 +120,47 @@ impl fmt::Debug for EndpointSecret {
 
 /// `v1,` + standard base64 of HMAC-SHA256 over `{msg_id}.{timestamp}.{body}`.
 pub fn sign(secret: &EndpointSecret, msg_id: &str, timestamp_secs: i64, body: &[u8]) -> String {
+    let mut signature = String::with_capacity(SIGNATURE_LEN);
+    sign_into(&mut signature, secret, msg_id, timestamp_secs, body);
+    signature
+}
+
+/// `v1,` and 44 characters of base64.
+const SIGNATURE_LEN: usize = 47;
+
+/// [`sign`], appended to `out`.
+fn sign_into(
+    out: &mut String,
+    secret: &EndpointSecret,
+    msg_id: &str,
+    timestamp_secs: i64,
+    body: &[u8],
+) {
     let mac = secret
         .mac(msg_id, timestamp_secs, body)
         .finalize()
         .into_bytes();
-    format!("{SIG_PREFIX}{}", STANDARD.encode(mac))
+    out.push_str(SIG_PREFIX);
+    STANDARD.encode_string(mac, out);
 }
 
 /// The `webhook-signature` value: one signature per secret, space-separated
 /// (during a rotation grace period both the new and the old secret sign).
-pub fn signature_header(
-    secrets: &[&EndpointSecret],
+/// Written into one string: every delivery makes one.
+pub fn signature_header<'a>(
+    secrets: impl IntoIterator<Item = &'a EndpointSecret>,
     msg_id: &str,
     timestamp_secs: i64,
     body: &[u8],
 ) -> String {
-    secrets
-        .iter()
-        .map(|secret| sign(secret, msg_id, timestamp_secs, body))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut header = String::with_capacity(2 * SIGNATURE_LEN + 1);
+    for (n, secret) in secrets.into_iter().enumerate() {
+        if n > 0 {
+            header.push(' ');
+        }
+        sign_into(&mut header, secret, msg_id, timestamp_secs, body);
+    }
+    header
 }
 
 /// True if any space-separated `v1,` entry of `header` is the signature of
@@ -225,14 +248,14 @@ mod tests {
     fn rotation_header_verifies_with_either_secret() {
         let new = EndpointSecret::generate();
         let old = EndpointSecret::parse(SECRET).unwrap();
-        let header = signature_header(&[&new, &old], ID, TS, BODY);
+        let header = signature_header([&new, &old], ID, TS, BODY);
         let parts: Vec<&str> = header.split(' ').collect();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[1], EXPECTED);
         assert!(verify(&new, ID, TS, BODY, &header));
         assert!(verify(&old, ID, TS, BODY, &header));
         assert!(!verify(&EndpointSecret::generate(), ID, TS, BODY, &header));
-        assert_eq!(signature_header(&[], ID, TS, BODY), "");
+        assert_eq!(signature_header(std::iter::empty(), ID, TS, BODY), "");
     }
 
     #[test]
