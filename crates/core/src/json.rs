@@ -1,4 +1,4 @@
-//! JSON text written straight into a byte buffer, for what the server
+//! JSON text written straight into a `String`, for what the server
 //! writes most: an end user (every answer about one, every page of them,
 //! every event about one) and its metadata (every stored profile).
 //!
@@ -108,6 +108,21 @@ fn first_to_escape(bytes: &[u8]) -> Option<usize> {
         .map(|at| offset + at)
 }
 
+/// `items`, each written by `write`, separated by commas (the inside of
+/// an array or an object).
+pub fn separated<I: IntoIterator>(
+    out: &mut String,
+    items: I,
+    mut write: impl FnMut(&mut String, I::Item),
+) {
+    for (n, item) in items.into_iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        write(out, item);
+    }
+}
+
 /// A string, or `null`.
 pub fn optional_string(out: &mut String, text: Option<&str>) {
     match text {
@@ -171,14 +186,11 @@ impl WriteJson for MetadataValue {
 impl WriteJson for Metadata {
     fn write_json(&self, out: &mut String) {
         out.push('{');
-        for (n, (key, value)) in self.iter().enumerate() {
-            if n > 0 {
-                out.push(',');
-            }
+        separated(out, self.iter(), |out, (key, value)| {
             string(out, key);
             out.push(':');
             value.write_json(out);
-        }
+        });
         out.push('}');
     }
 }

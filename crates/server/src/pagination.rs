@@ -72,12 +72,7 @@ impl<T> Page<T> {
 impl<T: WriteJson> WriteJson for Page<T> {
     fn write_json(&self, out: &mut String) {
         out.push_str("{\"data\":[");
-        for (n, record) in self.data.iter().enumerate() {
-            if n > 0 {
-                out.push(',');
-            }
-            record.write_json(out);
-        }
+        json::separated(out, &self.data, |out, record| record.write_json(out));
         out.push_str("],\"meta\":{\"next_page_url\":");
         json::optional_string(out, self.meta.next_page_url.as_deref());
         out.push_str("}}");
