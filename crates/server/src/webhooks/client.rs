@@ -196,9 +196,9 @@ fn describe(err: &hyper_util::client::legacy::Error) -> String {
 /// The check made before sending to a URL, for what the resolver never
 /// sees: a URL whose host is an IP literal.
 fn check_literal_address(url: &str, allow_insecure: bool) -> Result<(), String> {
+    // The host comes back without an IPv6 literal's brackets.
     let (_, host, _) = ssrf::check_url_syntax(url, allow_insecure).map_err(|e| e.to_string())?;
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    match literal.parse::<std::net::IpAddr>() {
+    match host.parse::<std::net::IpAddr>() {
         Ok(ip) if !allow_insecure && !ssrf::is_public(ip) => {
             Err(format!("{ip} is not a public address"))
         }
@@ -272,6 +272,12 @@ mod tests {
         let refused = targets.get(private).unwrap_err();
         assert!(refused.contains("not a public address"), "{refused}");
         assert_eq!(targets.get(private).unwrap_err(), refused);
+        // IPv6 literals are checked too.
+        let refused = targets.get("https://[fd00::1]:8443/in").unwrap_err();
+        assert!(
+            refused.contains("fd00::1 is not a public address"),
+            "{refused}"
+        );
         // Unless insecure targets are allowed.
         assert!(Targets::new(true).get(private).is_ok());
     }
