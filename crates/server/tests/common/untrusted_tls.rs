@@ -19,14 +19,14 @@ const CERTIFICATE: &[u8] = include_bytes!("../fixtures/untrusted-localhost.crt")
 const KEY: &[u8] = include_bytes!("../fixtures/untrusted-localhost.key");
 
 #[derive(Default)]
-pub struct Seen {
-    pub failed_handshakes: AtomicUsize,
-    pub requests: AtomicUsize,
+struct Seen {
+    failed_handshakes: AtomicUsize,
+    requests: AtomicUsize,
 }
 
 pub struct UntrustedTls {
     pub addr: SocketAddr,
-    pub seen: Arc<Seen>,
+    seen: Arc<Seen>,
 }
 
 impl UntrustedTls {
