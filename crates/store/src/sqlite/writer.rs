@@ -207,8 +207,9 @@ fn between_transactions(conn: &Connection, checkpoints: &Handoff, anchor: &ReadA
 fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
     run_cached(conn, "BEGIN IMMEDIATE")?;
     // A job alone needs no savepoint: its transaction undoes it. A
-    // savepoint costs a copy of every page the job changes (about a tenth
-    // of a lone update's instructions, counted by callgrind).
+    // savepoint copies every page the job changes into a journal of its
+    // own, about 2,400 instructions a page (callgrind; a PATCH written alone
+    // and its delivery's two writes after it save 4 % of their instructions).
     if let [job] = batch {
         if !job.run(conn) {
             // The job answers its own error; nothing of it stays.
