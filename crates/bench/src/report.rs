@@ -158,12 +158,18 @@ impl WebhookRow {
         micros_each(self.usage.cpu_seconds, self.delivery.delivered)
     }
 
+    /// The load generator's and receiver's CPU time per delivery: the
+    /// share of the machine the server did not have.
+    pub fn client_cpu_micros_per_delivery(&self) -> f64 {
+        micros_each(self.usage.client_cpu_seconds, self.delivery.delivered)
+    }
+
     pub fn summary(&self) -> String {
         let d = &self.delivery;
         format!(
             "{:.0} PATCH/s, {:.0} deliveries/s, event→receipt p50 {:.2} ms, p99 {:.2} ms, \
              delivered {}/{} (duplicates {}, unmatched {}), drain {:.2} s, RSS {:.1} MB, \
-             CPU {:.1} µs/delivery",
+             CPU {:.1} µs/delivery (client {:.1})",
             d.patches.per_second(),
             d.per_second(),
             d.latencies.quantile_ms(0.5),
@@ -175,6 +181,7 @@ impl WebhookRow {
             d.drain.as_secs_f64(),
             mb(self.usage.max_kib),
             self.cpu_micros_per_delivery(),
+            self.client_cpu_micros_per_delivery(),
         )
     }
 
@@ -195,6 +202,7 @@ impl WebhookRow {
             "arrived_before_patch_answer": d.early,
             "deliveries_per_s": d.per_second(),
             "server_cpu_us_per_delivery": self.cpu_micros_per_delivery(),
+            "client_cpu_us_per_delivery": self.client_cpu_micros_per_delivery(),
             "writer": writer_json(self.writer),
             "cores": cores_json(&self.usage.cores),
             "ratio_to_ceiling": ratio(d.per_second(), ceiling),
@@ -555,17 +563,18 @@ impl Run {
              exceed sent/s; \"after the last PATCH\" is the backlog delivered once \
              the PATCHes stopped. Event→receipt = receipt − the PATCH's 200 (a delivery that \
              arrives before the 200 is read counts as 0). Server CPU per delivery includes \
-             the PATCHes that caused them.\n\n",
+             the PATCHes that caused them; client CPU is the load generator's and the \
+             receiver's, which share the machine with the server.\n\n",
         );
         md.push_str(
-            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | writer busy (writes/commit) | waiting for a core | server peak RSS MB |\n",
+            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | client CPU µs/delivery | writer busy (writes/commit) | waiting for a core | server peak RSS MB |\n",
         );
-        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in &self.webhooks {
             let d = &row.delivery;
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} | {} | {} | {:.1} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} | {:.1} | {} | {} | {:.1} |",
                 d.endpoints,
                 d.offered
                     .map_or("max".to_owned(), |rate| format!("{rate:.0}")),
@@ -581,6 +590,7 @@ impl Run {
                 d.drained,
                 d.drain.as_secs_f64(),
                 row.cpu_micros_per_delivery(),
+                row.client_cpu_micros_per_delivery(),
                 writer_text(row.writer),
                 row.usage.cores.wait_text(),
                 mb(row.usage.max_kib),
