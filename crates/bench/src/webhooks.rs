@@ -3,16 +3,18 @@
 //! a burst of PATCHes causes, from the PATCH's 200 to the receipt.
 
 use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use bytes::Bytes;
-use hyper::Method;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 
 use crate::Result;
 use crate::load::{self, Histogram, Outcome, Until};
@@ -52,38 +54,77 @@ impl Receiver {
     }
 }
 
-async fn hook(
-    State(receiver): State<Arc<Receiver>>,
-    Path(endpoint): Path<u16>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let at = Instant::now();
-    let webhook_id = headers
-        .get("webhook-id")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    receiver.lock().push(Arrival {
-        endpoint,
-        webhook_id,
-        body: body.as_ref().into(),
-        at,
-    });
-    StatusCode::NO_CONTENT
+impl Receiver {
+    /// `POST /hook/{endpoint}`: notes the arrival and answers 204.
+    async fn hook(&self, request: Request<Incoming>) -> Response<Empty<Bytes>> {
+        let endpoint = request
+            .uri()
+            .path()
+            .strip_prefix("/hook/")
+            .and_then(|n| n.parse::<u16>().ok());
+        let (Some(endpoint), &Method::POST) = (endpoint, request.method()) else {
+            return answer(StatusCode::NOT_FOUND);
+        };
+        let webhook_id = request
+            .headers()
+            .get("webhook-id")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let Ok(body) = request.into_body().collect().await else {
+            return answer(StatusCode::BAD_REQUEST);
+        };
+        let at = Instant::now();
+        self.lock().push(Arrival {
+            endpoint,
+            webhook_id,
+            body: body.to_bytes().as_ref().into(),
+            at,
+        });
+        answer(StatusCode::NO_CONTENT)
+    }
+}
+
+fn answer(status: StatusCode) -> Response<Empty<Bytes>> {
+    let mut response = Response::new(Empty::new());
+    *response.status_mut() = status;
+    response
 }
 
 /// Starts the receiver on 127.0.0.1:0: `POST /hook/{endpoint}` answers 204.
+///
+/// Plain hyper, without a router: the receiver shares the cores with the
+/// server under test, so it does as little as a receiver can (no routing
+/// table, no copy of the headers), and all it takes from them is left to
+/// the server.
 pub async fn start_receiver() -> Result<(SocketAddr, Arc<Receiver>)> {
     let receiver = Arc::new(Receiver::default());
-    let app = Router::new()
-        .route("/hook/{endpoint}", post(hook))
-        .with_state(Arc::clone(&receiver));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
+    let accepting = Arc::clone(&receiver);
     tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
-            eprintln!("bench: the webhook receiver failed: {err}");
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    eprintln!("bench: the webhook receiver cannot accept: {err}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let receiver = Arc::clone(&accepting);
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let receiver = Arc::clone(&receiver);
+                    async move { Ok::<_, Infallible>(receiver.hook(request).await) }
+                });
+                // A connection the server closes ends here; nothing to report.
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
         }
     });
     Ok((addr, receiver))
