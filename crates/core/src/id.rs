@@ -23,10 +23,21 @@ impl EndUserId {
     /// Accepts exactly 24 lowercase hex characters; anything else cannot be
     /// an id this server made.
     pub fn parse(raw: &str) -> Option<Self> {
-        if raw.len() != 24 || !raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
+        // One pass that checks and decodes each digit: every GET parses
+        // an id from its path and another from the row it reads, and a
+        // check followed by `u128::from_str_radix` cost about 450
+        // instructions more per GET (1 %, callgrind).
+        let digits: &[u8; 24] = raw.as_bytes().try_into().ok()?;
+        let mut value = 0u128;
+        for &b in digits {
+            let digit = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                _ => return None,
+            };
+            value = (value << 4) | u128::from(digit);
         }
-        u128::from_str_radix(raw, 16).ok().map(Self)
+        Some(Self(value))
     }
 
     /// The smallest id made at `at`: every id made before it sorts lower.
@@ -161,6 +172,23 @@ mod tests {
             prop_assert_eq!(EndUserId::parse(text.as_str()), Some(id));
             // Listings bind the text, so the smallest id's sorts first there too.
             prop_assert!(EndUserId::MIN.text().as_str() <= text.as_str());
+        }
+
+        /// Any 24 characters parse exactly when they are lowercase hex,
+        /// to the number they spell.
+        #[test]
+        fn parses_exactly_the_lowercase_hex_of_24_digits(raw in prop_oneof![
+            "[0-9a-f]{24}",
+            "[0-9a-f]{0,12}[g-zA-F/:`@\u{e9}][0-9a-f]{0,12}",
+            "[0-9a-f]{23,25}",
+        ]) {
+            let lowercase_hex = raw.len() == 24
+                && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            let expected = lowercase_hex
+                .then(|| u128::from_str_radix(&raw, 16).ok())
+                .flatten()
+                .map(EndUserId);
+            prop_assert_eq!(EndUserId::parse(&raw), expected);
         }
 
         #[test]
