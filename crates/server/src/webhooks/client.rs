@@ -59,17 +59,8 @@ impl tower::Service<Name> for PublicOnlyResolver {
     fn call(&mut self, name: Name) -> Self::Future {
         let allow_insecure = self.allow_insecure;
         Box::pin(async move {
-            let host = name.as_str();
-            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, 0)).await {
-                Ok(found) => found.collect(),
-                Err(source) => {
-                    return Err(UrlCheckError::Resolve {
-                        host: host.to_owned(),
-                        source,
-                    });
-                }
-            };
-            ssrf::check_addresses(host, &addrs, allow_insecure)?;
+            // The connector sets the port on what comes back.
+            let addrs = ssrf::resolve_public(name.as_str(), 0, allow_insecure).await?;
             Ok(addrs.into_iter())
         })
     }

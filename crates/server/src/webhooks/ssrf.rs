@@ -211,22 +211,36 @@ fn check_reg_name(host: &str) -> Result<String, E> {
 /// thread).
 pub async fn resolve_target(url: &str, allow_insecure: bool) -> Result<Target, E> {
     let (_scheme, host, port) = check_url_syntax(url, allow_insecure)?;
-    // IP literals come back as they are: tokio parses before asking DNS.
-    let found = tokio::net::lookup_host((&*host, port)).await;
-    let mut addrs: Vec<SocketAddr> = match found.map(Vec::from_iter) {
-        Ok(addrs) => addrs,
-        Err(source) => return Err(E::Resolve { host, source }),
-    };
-    let mut seen = std::collections::HashSet::new();
-    addrs.retain(|addr| seen.insert(*addr));
-    check_addresses(&host, &addrs, allow_insecure)?;
+    let addrs = resolve_public(&host, port, allow_insecure).await?;
     Ok(Target { host, port, addrs })
 }
 
+/// Resolves `host` (each address once) and applies [`check_addresses`] to
+/// the answer: the one resolution for both the check when an endpoint is
+/// saved and the delivery client's resolver, which dials what it returns.
+pub async fn resolve_public(
+    host: &str,
+    port: u16,
+    allow_insecure: bool,
+) -> Result<Vec<SocketAddr>, E> {
+    // IP literals come back as they are: tokio parses before asking DNS.
+    let mut addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(found) => found.collect(),
+        Err(source) => {
+            return Err(E::Resolve {
+                host: host.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    addrs.retain(|addr| seen.insert(*addr));
+    check_addresses(host, &addrs, allow_insecure)?;
+    Ok(addrs)
+}
+
 /// What `host` resolved to must be some addresses, all of them public
-/// (unless `allow_insecure`). The one rule for both the check when an
-/// endpoint is saved and the delivery client's resolver, which applies it
-/// to the very addresses it then dials.
+/// (unless `allow_insecure`).
 pub fn check_addresses(host: &str, addrs: &[SocketAddr], allow_insecure: bool) -> Result<(), E> {
     if addrs.is_empty() {
         return Err(E::NoAddresses {
