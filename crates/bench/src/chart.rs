@@ -22,7 +22,7 @@ struct Bar {
 }
 
 pub fn svg(run: &Run) -> String {
-    let ceiling = run.ceiling.outcome.per_second();
+    let ceiling = run.ceiling_rate();
     let mut requests = vec![Bar {
         label: run.ceiling.name.clone(),
         value: ceiling,
@@ -41,11 +41,7 @@ pub fn svg(run: &Run) -> String {
             note: format!(
                 "{:.0}/s, {:.2}× ceiling, p99 {:.2} ms",
                 per_second,
-                if ceiling > 0.0 {
-                    per_second / ceiling
-                } else {
-                    0.0
-                },
+                run.ratio_of(row),
                 row.outcome.latencies.quantile_ms(0.99)
             ),
             reference: false,

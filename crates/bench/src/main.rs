@@ -14,6 +14,7 @@ mod chart;
 mod cores;
 mod load;
 mod report;
+mod rounds;
 mod scenarios;
 mod server;
 mod webhooks;

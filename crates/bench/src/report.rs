@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::calibrate::Calibration;
 use crate::cores::CoreShare;
 use crate::load::Outcome;
+use crate::rounds::Rounds;
 use crate::server::Usage;
 use crate::webhooks::Delivery;
 use crate::writer::WriterLoad;
@@ -75,7 +76,8 @@ impl Row {
         )
     }
 
-    fn json(&self, ceiling: f64) -> Value {
+    /// `ratio`: the row's "× ceiling" (see [`Run::ratio_of`]).
+    fn json(&self, ratio: f64) -> Value {
         let o = &self.outcome;
         json!({
             "key": self.key,
@@ -83,7 +85,7 @@ impl Row {
             "requests": o.ok,
             "seconds": o.elapsed.as_secs_f64(),
             "requests_per_s": o.per_second(),
-            "ratio_to_ceiling": ratio(o.per_second(), ceiling),
+            "ratio_to_ceiling": ratio,
             "latency_ms": latency_json(&o.latencies),
             "errors": o.errors(),
             "transport_errors": o.transport_errors,
@@ -325,6 +327,8 @@ pub struct Run {
     pub machine: Machine,
     pub load: Row,
     pub ceiling: Row,
+    /// The ceiling's and GET's requests/s round by round.
+    pub rounds: Rounds,
     /// GET, PATCH, POST, first page, deep page.
     pub rows: Vec<Row>,
     pub webhooks: Vec<WebhookRow>,
@@ -362,8 +366,32 @@ struct Check {
 }
 
 impl Run {
-    fn ceiling_rate(&self) -> f64 {
-        self.ceiling.outcome.per_second()
+    /// The ceiling's requests/s: its median round (see [`Rounds`]).
+    pub fn ceiling_rate(&self) -> f64 {
+        self.rounds
+            .ceiling_rate()
+            .unwrap_or_else(|| self.ceiling.outcome.per_second())
+    }
+
+    /// A row's "× ceiling": GET's is paired round by round with the
+    /// ceiling's (see [`Rounds`]); the others are over the ceiling's rate.
+    pub fn ratio_of(&self, row: &Row) -> f64 {
+        let over_ceiling = || ratio(row.outcome.per_second(), self.ceiling_rate());
+        match row.key {
+            "ceiling" => 1.0,
+            "get" => self.rounds.get_ratio().unwrap_or_else(over_ceiling),
+            _ => over_ceiling(),
+        }
+    }
+
+    /// A row's requests/s as the table gives it: the ceiling's is the rate
+    /// the ratios divide by.
+    fn rate_of(&self, row: &Row) -> f64 {
+        if row.key == "ceiling" {
+            self.ceiling_rate()
+        } else {
+            row.outcome.per_second()
+        }
     }
 
     fn row(&self, key: &str) -> Option<&Row> {
@@ -379,10 +407,9 @@ impl Run {
 
     fn checks(&self) -> Vec<Check> {
         let mut checks = Vec::new();
-        let ceiling = self.ceiling_rate();
         if let Some(get) = self.row("get") {
             let o = &get.outcome;
-            let r = ratio(o.per_second(), ceiling);
+            let r = self.ratio_of(get);
             checks.push(Check {
                 target: "GET by id: ≥ 0.6 × ceiling requests/s",
                 measured: format!("{r:.2} × ceiling"),
@@ -510,8 +537,11 @@ impl Run {
         );
         let _ = writeln!(
             md,
-            "Ceiling: a minimal server (axum, own process) answering the same GET with {} fixed bytes; \
-             \"× ceiling\" is a figure's requests/s over the ceiling's. Latencies are of 2xx answers; \
+            "Ceiling: a minimal server (axum, own process) answering the same GET with {} fixed bytes, \
+             measured in rounds alternating with GET by id; its requests/s is its median round. \
+             \"× ceiling\" is a figure's requests/s over the ceiling's, except GET's: the median, \
+             over rounds, of a GET round's requests/s over the ceiling round's just before it (the \
+             machine's speed moves between rounds; the rounds are listed under the table). Latencies are of 2xx answers; \
              errors are non-2xx answers and transport failures. RSS is the server's highest VmRSS \
              sampled every 50 ms during the scenario; CPU is the server process's user + system \
              time over the scenario per answered request (steadier than requests/s when the \
@@ -534,8 +564,8 @@ impl Run {
                 md,
                 "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {} | {:.1}{} |",
                 row.name,
-                o.per_second(),
-                ratio(o.per_second(), ceiling),
+                self.rate_of(row),
+                self.ratio_of(row),
                 o.latencies.quantile_ms(0.5),
                 o.latencies.quantile_ms(0.99),
                 o.latencies.quantile_ms(0.999),
@@ -551,6 +581,13 @@ impl Run {
                 } else {
                     ""
                 },
+            );
+        }
+        let rounds = self.rounds.text();
+        if !rounds.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nRounds, ceiling / GET by id requests/s (GET's ratio): {rounds}."
             );
         }
         md.push_str(
@@ -649,9 +686,11 @@ impl Run {
             "machine": self.machine.json(),
             "build_s": self.build.as_secs_f64(),
             "total_s": self.total.as_secs_f64(),
-            "load": self.load.json(ceiling),
-            "ceiling": self.ceiling.json(ceiling),
-            "scenarios": self.rows.iter().map(|row| row.json(ceiling)).collect::<Vec<_>>(),
+            "load": self.load.json(self.ratio_of(&self.load)),
+            "ceiling": self.ceiling.json(1.0),
+            "ceiling_per_s": ceiling,
+            "rounds": self.rounds.json(),
+            "scenarios": self.rows.iter().map(|row| row.json(self.ratio_of(row))).collect::<Vec<_>>(),
             "webhooks": self.webhooks.iter().map(|row| row.json(ceiling)).collect::<Vec<_>>(),
             "server": {
                 "rss_hwm_mb": mb(self.server_hwm_kib),

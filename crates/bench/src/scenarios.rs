@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use crate::calibrate;
 use crate::load::{self, Call, Target, Until, Workload};
 use crate::report::{self, Row, Run, WebhookRow};
+use crate::rounds::Rounds;
 use crate::server::{self, FileSizePeak, Process, UsageSampler};
 use crate::writer::WriterMeter;
 use crate::{Params, Result, Scenario, webhooks};
@@ -209,7 +210,8 @@ async fn scenario<W: Workload>(
 /// The ceiling and GET by id alternate this many times, as do the first
 /// and the deep list page, each round a quarter of the scenario's
 /// duration: the machine's speed drifts (a shared virtual machine), and a
-/// ratio of figures taken minutes apart would measure the drift.
+/// ratio of figures taken minutes apart would measure the drift. GET's
+/// ratio is taken round by round (see [`Rounds`]).
 const ROUNDS: u32 = 4;
 
 fn merge_into(total: &mut Option<Row>, round: Row) {
@@ -383,6 +385,7 @@ pub async fn run_all(params: Params) -> Result<()> {
     };
     let mut ceiling = None::<Row>;
     let mut get = None::<Row>;
+    let mut rates = Rounds::default();
     for _ in 0..rounds {
         let row = scenario(
             &ceiling_target,
@@ -394,6 +397,7 @@ pub async fn run_all(params: Params) -> Result<()> {
             Arc::clone(&ceiling_workload),
         )
         .await?;
+        rates.ceiling.push(row.outcome.per_second());
         merge_into(&mut ceiling, row);
         if params.runs(Scenario::Get) {
             let row = scenario(
@@ -406,6 +410,7 @@ pub async fn run_all(params: Params) -> Result<()> {
                 Arc::clone(&get_workload),
             )
             .await?;
+            rates.get.push(row.outcome.per_second());
             merge_into(&mut get, row);
         }
     }
@@ -533,6 +538,7 @@ pub async fn run_all(params: Params) -> Result<()> {
         machine: report::Machine::collect(&root, load_average, calibration),
         load: load_row,
         ceiling,
+        rounds: rates,
         rows,
         webhooks: deliveries,
         build,
