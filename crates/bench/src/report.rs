@@ -587,7 +587,7 @@ impl Run {
         if !rounds.is_empty() {
             let _ = writeln!(
                 md,
-                "\nRounds, ceiling / GET by id requests/s (GET's ratio): {rounds}."
+                "\nRounds, ceiling / GET by id requests/s (GET's ratio), and GET's ratio with the rounds pooled: {rounds}."
             );
         }
         md.push_str(

@@ -10,7 +10,7 @@
 //! apart, on the machine in the same state), and the median of those ratios
 //! is GET's figure; the other scenarios, which have no round of the ceiling
 //! beside them, are set against the ceiling's median round. Every round is
-//! kept in the results, so the pooled figures can still be worked out.
+//! kept in the results, with the pooled ratio beside the paired one.
 
 use serde_json::{Value, json};
 
@@ -43,15 +43,33 @@ impl Rounds {
             .map(|(&get, &ceiling)| ratio(get, ceiling))
     }
 
-    /// One line for the Markdown report: each round's pair and ratio.
+    /// GET's requests over the ceiling's, all rounds pooled: the figure
+    /// the report gave before it paired rounds, kept beside it.
+    pub fn pooled_get_ratio(&self) -> Option<f64> {
+        let paired = self.get.len().min(self.ceiling.len());
+        (paired > 0).then(|| {
+            ratio(
+                self.get[..paired].iter().sum(),
+                self.ceiling[..paired].iter().sum(),
+            )
+        })
+    }
+
+    /// One line for the Markdown report: each round's pair and ratio, and
+    /// the pooled ratio.
     pub fn text(&self) -> String {
-        self.get
+        let pairs = self
+            .get
             .iter()
             .zip(&self.ceiling)
             .zip(self.pair_ratios())
             .map(|((get, ceiling), ratio)| format!("{ceiling:.0} / {get:.0} ({ratio:.2})"))
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; ");
+        match self.pooled_get_ratio() {
+            Some(pooled) => format!("{pairs}; pooled {pooled:.2}"),
+            None => pairs,
+        }
     }
 
     pub fn json(&self) -> Value {
@@ -59,6 +77,7 @@ impl Rounds {
             "ceiling_per_s": self.ceiling,
             "get_per_s": self.get,
             "get_ratio": self.pair_ratios().collect::<Vec<_>>(),
+            "get_ratio_pooled": self.pooled_get_ratio(),
         })
     }
 }
@@ -100,7 +119,7 @@ mod tests {
         let get = rounds.get_ratio().unwrap();
         assert!((get - 0.6460).abs() < 0.0005, "{get}");
         // Pooled, the same rounds give 0.57.
-        let pooled = rounds.get.iter().sum::<f64>() / rounds.ceiling.iter().sum::<f64>();
+        let pooled = rounds.pooled_get_ratio().unwrap();
         assert!((pooled - 0.566).abs() < 0.001, "{pooled}");
     }
 
@@ -112,6 +131,7 @@ mod tests {
         };
         assert_eq!(rounds.ceiling_rate(), Some(1_000.0));
         assert_eq!(rounds.get_ratio(), None);
+        assert_eq!(rounds.pooled_get_ratio(), None);
         assert_eq!(rounds.text(), "");
     }
 
@@ -123,7 +143,7 @@ mod tests {
         };
         assert_eq!(
             rounds.text(),
-            "100000 / 60000 (0.60); 120000 / 66000 (0.55)"
+            "100000 / 60000 (0.60); 120000 / 66000 (0.55); pooled 0.57"
         );
     }
 }
