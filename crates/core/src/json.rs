@@ -15,7 +15,8 @@
 //! the derived `Serialize` impls stay the definition of each shape, and
 //! the tests hold the two together over arbitrary values.
 
-use crate::end_user::{EndUser, Profile, SystemProperties};
+use crate::end_user::EndUser;
+use crate::end_user_view::EndUserView;
 use crate::metadata::{Metadata, MetadataValue};
 use crate::time::Timestamp;
 
@@ -195,34 +196,22 @@ impl WriteJson for Metadata {
     }
 }
 
-impl WriteJson for SystemProperties {
-    fn write_json(&self, out: &mut String) {
-        out.push_str("{\"sunshine_user_id\":");
-        optional_string(out, self.sunshine_user_id.as_deref());
-        out.push_str(",\"last_conversation_at\":");
-        optional_timestamp(out, self.last_conversation_at);
-        out.push('}');
-    }
-}
-
-impl WriteJson for Profile {
-    fn write_json(&self, out: &mut String) {
+impl EndUserView<'_> {
+    /// The user's fields as the API shows them, without the braces around
+    /// them, so that an event can add its own after them.
+    pub(crate) fn write_json_fields(&self, out: &mut String) {
+        // The id's text is lowercase hex: nothing to escape.
+        out.push_str("\"end_user_id\":\"");
+        out.push_str(self.end_user_id);
+        out.push_str("\",\"external_id\":");
+        optional_string(out, self.external_id);
         let texts: [(&str, Option<&str>); 6] = [
-            (
-                "{\"first_name\":",
-                self.first_name.as_ref().map(|v| v.as_str()),
-            ),
-            (
-                ",\"last_name\":",
-                self.last_name.as_ref().map(|v| v.as_str()),
-            ),
-            (
-                ",\"display_name\":",
-                self.display_name.as_ref().map(|v| v.as_str()),
-            ),
-            (",\"avatar\":", self.avatar.as_ref().map(|v| v.as_str())),
-            (",\"email\":", self.email.as_ref().map(|v| v.as_str())),
-            (",\"language\":", self.language.as_ref().map(|v| v.as_str())),
+            (",\"profile\":{\"first_name\":", self.first_name),
+            (",\"last_name\":", self.last_name),
+            (",\"display_name\":", self.display_name),
+            (",\"avatar\":", self.avatar),
+            (",\"email\":", self.email),
+            (",\"language\":", self.language),
         ];
         for (key, text) in texts {
             out.push_str(key);
@@ -230,26 +219,31 @@ impl WriteJson for Profile {
         }
         out.push_str(",\"metadata\":");
         self.metadata.write_json(out);
-        out.push_str(",\"system_properties\":");
-        self.system_properties.write_json(out);
+        out.push_str(",\"system_properties\":{\"sunshine_user_id\":");
+        optional_string(out, self.sunshine_user_id);
+        out.push_str(",\"last_conversation_at\":");
+        optional_timestamp(out, self.last_conversation_at);
+        // System properties, then the profile, end here.
+        out.push_str("}},\"created_at\":");
+        self.created_at.write_json(out);
+        out.push_str(",\"updated_at\":");
+        self.updated_at.write_json(out);
+    }
+}
+
+impl WriteJson for EndUserView<'_> {
+    fn write_json(&self, out: &mut String) {
+        out.push('{');
+        self.write_json_fields(out);
         out.push('}');
     }
 }
 
 impl EndUser {
-    /// The user's fields as the API shows them, without the braces around
-    /// them, so that an event can add its own after them.
+    /// [`EndUserView::write_json_fields`] for this user.
     pub(crate) fn write_json_fields(&self, out: &mut String) {
-        out.push_str("\"end_user_id\":\"");
-        out.push_str(self.end_user_id.text().as_str());
-        out.push_str("\",\"external_id\":");
-        optional_string(out, self.external_id.as_ref().map(|v| v.as_str()));
-        out.push_str(",\"profile\":");
-        self.profile.write_json(out);
-        out.push_str(",\"created_at\":");
-        self.created_at.write_json(out);
-        out.push_str(",\"updated_at\":");
-        self.updated_at.write_json(out);
+        let id = self.end_user_id.text();
+        self.view(id.as_str()).write_json_fields(out);
     }
 }
 

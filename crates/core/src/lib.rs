@@ -34,6 +34,7 @@ pub mod changes;
 pub mod conversation;
 mod email;
 pub mod end_user;
+pub mod end_user_view;
 pub mod error;
 pub mod events;
 pub mod external_id;
@@ -56,6 +57,7 @@ pub use conversation::{
 };
 pub use email::Email;
 pub use end_user::{EndUser, Profile, SystemProperties};
+pub use end_user_view::{EndUserView, StoredMetadata};
 pub use error::FieldError;
 pub use events::{EventType, OutboxEvent};
 pub use external_id::ExternalId;

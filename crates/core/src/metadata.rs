@@ -81,6 +81,74 @@ impl<'de> serde::Deserialize<'de> for MetadataValue {
     }
 }
 
+/// Stored metadata's shape, for [`Metadata::is_readable`]: an object whose
+/// values [`MetadataValue`]'s reader would take, keys and values skipped
+/// as they are read.
+struct StoredShape;
+
+impl<'de> serde::Deserialize<'de> for StoredShape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object;
+
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = StoredShape;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a metadata object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StoredShape, A::Error> {
+                while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    map.next_value::<ValueShape>()?;
+                }
+                Ok(StoredShape)
+            }
+        }
+
+        deserializer.deserialize_map(Object)
+    }
+}
+
+/// A value [`MetadataValue`]'s reader takes, not kept.
+struct ValueShape;
+
+impl<'de> serde::Deserialize<'de> for ValueShape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Kind;
+
+        impl serde::de::Visitor<'_> for Kind {
+            type Value = ValueShape;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, an integer that fits in i64, or a boolean")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<ValueShape, E> {
+                Ok(ValueShape)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<ValueShape, E> {
+                Ok(ValueShape)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ValueShape, E> {
+                i64::try_from(v)
+                    .map(|_| ValueShape)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<ValueShape, E> {
+                Ok(ValueShape)
+            }
+        }
+
+        deserializer.deserialize_any(Kind)
+    }
+}
+
 /// Checks a metadata key: non-empty, at most 128 characters.
 fn check_key(key: &str) -> Result<(), FieldError> {
     match key.chars().count() {
@@ -129,6 +197,13 @@ impl Metadata {
     /// Reads metadata written by [`Metadata::to_json`].
     pub fn from_json(stored: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(stored)
+    }
+
+    /// Whether [`Metadata::from_json`] would read `stored`: one object of
+    /// strings, integers that fit in i64 and booleans. Checked as the text
+    /// is read, without building the map.
+    pub fn is_readable(stored: &str) -> bool {
+        serde_json::from_str::<StoredShape>(stored).is_ok()
     }
 
     pub fn insert(&mut self, key: String, value: MetadataValue) {
@@ -296,6 +371,33 @@ mod tests {
         ]
     }
 
+    /// Any JSON value, objects of every kind of value most of all, nested a
+    /// little.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            "[a-z\"\\\\é]{0,6}".prop_map(Value::String),
+        ];
+        let nested = leaf.prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{1,3}", inner, 0..4)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        });
+        prop_oneof![
+            3 => prop::collection::btree_map("[a-zé\"]{1,4}", nested.clone(), 0..5)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+            1 => nested,
+        ]
+    }
+
     proptest! {
         #[test]
         fn valid_maps_round_trip_through_storage(entries in prop::collection::btree_map("[^\\x00]{1,128}", value_strategy(), 0..20)) {
@@ -307,6 +409,16 @@ mod tests {
             let stored = metadata.to_json();
             prop_assert_eq!(stored.len(), metadata.serialized_len());
             prop_assert_eq!(Metadata::from_json(&stored).ok(), Some(metadata));
+        }
+
+        #[test]
+        fn stored_text_is_readable_exactly_when_it_reads(value in any_json()) {
+            let text = value.to_string();
+            prop_assert_eq!(Metadata::is_readable(&text), Metadata::from_json(&text).is_ok(), "{}", text);
+            // Cut short, it reads neither way.
+            if let Some(cut) = text.get(..text.len() / 2) {
+                prop_assert_eq!(Metadata::is_readable(cut), Metadata::from_json(cut).is_ok(), "{}", cut);
+            }
         }
 
         #[test]

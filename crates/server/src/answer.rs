@@ -45,7 +45,19 @@ pub struct Written<T>(pub T);
 
 impl<T: WriteJson> IntoResponse for Written<T> {
     fn into_response(self) -> Response {
-        json_response(self.0.to_json_string(FIRST_CAPACITY).into_bytes())
+        JsonText(self.0.to_json_string(FIRST_CAPACITY)).into_response()
+    }
+}
+
+/// JSON text already written (by a [`WriteJson`] elsewhere, such as a
+/// store writing a user straight from its row), answered as
+/// `application/json`.
+#[derive(Debug, Clone, Default)]
+pub struct JsonText(pub String);
+
+impl IntoResponse for JsonText {
+    fn into_response(self) -> Response {
+        json_response(self.0.into_bytes())
     }
 }
 

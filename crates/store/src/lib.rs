@@ -44,6 +44,9 @@ pub struct Applied {
     pub events: Vec<OutboxEvent>,
 }
 
+/// Room for one end user's JSON text (about 400 bytes) without growing.
+pub const JSON_CAPACITY: usize = 1024;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Succeeds when the backend answers queries.
@@ -87,6 +90,21 @@ pub trait Store: Send + Sync + 'static {
         agent: AgentId,
         id: EndUserId,
     ) -> Result<Option<EndUser>, StoreError>;
+    /// The user as the API answers it: byte for byte the JSON text of
+    /// [`Store::get_end_user`]'s user ([`endusers_core::WriteJson`]). A
+    /// backend may write it straight from its row, without building the
+    /// [`EndUser`] (see [`endusers_core::EndUserView`]); this default
+    /// builds it.
+    async fn get_end_user_json(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get_end_user(agent, id)
+            .await?
+            .map(|user| endusers_core::WriteJson::to_json_string(&user, JSON_CAPACITY)))
+    }
     async fn find_end_user_by_external_id(
         &self,
         agent: AgentId,

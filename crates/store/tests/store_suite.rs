@@ -214,6 +214,85 @@ async fn users_round_trip_and_stay_within_their_agent(f: Fixture) {
     assert_ne!(other.end_user_id, user.end_user_id);
 }
 
+/// A user answered as JSON straight from storage is byte for byte the JSON
+/// of the user read: every field filled and every field empty, text that
+/// needs escaping, metadata of every kind, a conversation time.
+async fn a_user_is_answered_as_the_json_of_the_user_read(f: Fixture) {
+    let a = f.default_agent().await;
+    let full = f
+        .create(
+            a,
+            json!({"external_id": "CRM-\"7\"", "profile": {
+                "first_name": "Maria \"Mia\"", "last_name": "Santös\\",
+                "display_name": "M 😀", "avatar": "https://example.com/a.png",
+                "email": "maria@example.com", "language": "pt-BR",
+                "metadata": {"plan": "pro \"x\"\n", "seats": -40, "trial": false, "é": "\\é"},
+            }}),
+        )
+        .await;
+    let blank = f.create(a, json!({})).await;
+    let channel = endusers_core::Channel {
+        id: f.ids.next(NOW, rand_u64()),
+        name: "web".to_owned(),
+        description: String::new(),
+        kind: "custom",
+        modality: endusers_core::Modality::Messaging,
+        metadata: Default::default(),
+        created_at: NOW,
+        updated_at: NOW,
+        agent_id: a,
+    };
+    f.store.create_channel(channel.clone()).await.unwrap();
+    let talked = NOW.saturating_add(std::time::Duration::from_secs(5));
+    f.store
+        .start_conversation(endusers_store::NewConversation {
+            conversation: endusers_core::Conversation {
+                id: f.ids.next(talked, rand_u64()),
+                channel_id: channel.id,
+                end_user_id: Some(full.end_user_id),
+                status: endusers_core::ConversationStatus::Active,
+                metadata: Default::default(),
+                created_at: talked,
+                updated_at: talked,
+                agent_id: a,
+            },
+            new_end_user: None,
+            events: Vec::new(),
+        })
+        .await
+        .unwrap();
+    for id in [full.end_user_id, blank.end_user_id] {
+        let user = f.stored(a, id).await;
+        let answered = f.store.get_end_user_json(a, id).await.unwrap().unwrap();
+        assert_eq!(answered, serde_json::to_string(&user).unwrap());
+        assert_eq!(answered, endusers_core::WriteJson::to_json_string(&user, 0));
+    }
+    assert!(
+        f.stored(a, full.end_user_id)
+            .await
+            .profile
+            .system_properties
+            .last_conversation_at
+            .is_some(),
+        "the conversation time is part of what is compared"
+    );
+    let b = f
+        .store
+        .create_agent(AgentHandle::parse("other").unwrap(), NOW)
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(
+        f.store
+            .get_end_user_json(b, full.end_user_id)
+            .await
+            .unwrap(),
+        None
+    );
+    let unknown = f.ids.next(NOW, rand_u64());
+    assert_eq!(f.store.get_end_user_json(a, unknown).await.unwrap(), None);
+}
+
 async fn an_existing_external_id_returns_the_existing_user_unchanged(f: Fixture) {
     let a = f.default_agent().await;
     let first = f
@@ -1401,6 +1480,7 @@ macro_rules! suite {
 suite!(sqlite:
     a_fresh_store_has_exactly_the_default_agent,
     users_round_trip_and_stay_within_their_agent,
+    a_user_is_answered_as_the_json_of_the_user_read,
     an_existing_external_id_returns_the_existing_user_unchanged,
     update_conflicts_on_a_taken_external_id_and_changes_nothing,
     updates_keep_or_move_the_external_id_lookup,
@@ -1624,6 +1704,25 @@ async fn sqlite_damaged_rows_are_errors_not_defaults() {
     raw.execute("DELETE FROM end_users WHERE id = 'not-an-id'", [])
         .unwrap();
     assert!(store.list_end_users(agent, None, 10).await.is_ok());
+
+    // Metadata that is no longer one JSON object: an error, whether the
+    // user is read or answered straight from the row, never broken JSON.
+    let id = IdGenerator::new().next(NOW, rand_u64());
+    for damaged in ["{\"n\":1", "[1]", "{\"n\":1} {}", "{\"n\":1.5}"] {
+        raw.execute("DELETE FROM end_users", []).unwrap();
+        raw.execute(
+            "INSERT INTO end_users (agent_id, id, metadata, version, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 1, 0, 0)",
+            rusqlite::params![agent.0, id.text().as_str(), damaged],
+        )
+        .unwrap();
+        assert!(store.get_end_user(agent, id).await.is_err(), "{damaged}");
+        assert!(
+            store.get_end_user_json(agent, id).await.is_err(),
+            "{damaged}"
+        );
+    }
+    raw.execute("DELETE FROM end_users", []).unwrap();
 
     // A rate-limit override that no longer parses: the agent's own limit is
     // not silently replaced by the default.

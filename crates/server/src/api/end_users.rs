@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::answer::Written;
+use crate::answer::{JsonText, Written};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
@@ -105,10 +105,10 @@ pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Written<EndUser>, ApiError> {
+) -> Result<JsonText, ApiError> {
     let id = parse_id(&id)?;
-    let user = state.store.get_end_user(caller.agent, id).await?;
-    user.map(Written).ok_or(ApiError::NotFound(NOT_FOUND))
+    let user = state.store.get_end_user_json(caller.agent, id).await?;
+    user.map(JsonText).ok_or(ApiError::NotFound(NOT_FOUND))
 }
 
 /// Update an end user with a JSON Merge Patch of its profile.

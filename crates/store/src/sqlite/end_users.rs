@@ -1,8 +1,8 @@
 //! End-user rows.
 
 use endusers_core::{
-    AgentId, AvatarUrl, Email, EndUser, EndUserId, ExternalId, LanguageTag, Metadata, Profile,
-    ProfileText, SystemProperties, Timestamp,
+    AgentId, AvatarUrl, Email, EndUser, EndUserId, EndUserView, ExternalId, LanguageTag, Metadata,
+    Profile, ProfileText, StoredMetadata, SystemProperties, Timestamp, WriteJson,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
@@ -183,6 +183,51 @@ pub(super) fn get(
         .prepare_cached(BY_ID)?
         .query_row(params![agent.0, id.text().as_str()], from_row)
         .optional()?)
+}
+
+/// [`get`], written as the API answers it straight from the row: no text
+/// is copied out of the row but into the answer, and the stored metadata
+/// is checked, not parsed into a map. Counted by callgrind, building the
+/// user was about a seventh of a GET's instructions.
+pub(super) fn get_json(
+    conn: &Connection,
+    agent: AgentId,
+    id: EndUserId,
+) -> Result<Option<String>, StoreError> {
+    let id_text = id.text();
+    let mut statement = conn.prepare_cached(BY_ID)?;
+    let mut rows = statement.query(params![agent.0, id_text.as_str()])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    Ok(Some(answer_of_row(row, id_text.as_str())?))
+}
+
+/// The JSON answer for the user in `row` (read by [`BY_ID`]), whose id
+/// text is `id_text`.
+fn answer_of_row(row: &Row<'_>, id_text: &str) -> rusqlite::Result<String> {
+    let text = |column: usize| -> rusqlite::Result<Option<&str>> {
+        Ok(row.get_ref(column)?.as_str_or_null()?)
+    };
+    let metadata = StoredMetadata::checked(row.get_ref(9)?.as_str()?)
+        .ok_or_else(|| super::unreadable(9, "metadata"))?;
+    let view = EndUserView {
+        // The row was found by this id, and ids compare as bytes.
+        end_user_id: id_text,
+        external_id: text(2)?,
+        first_name: text(3)?,
+        last_name: text(4)?,
+        display_name: text(5)?,
+        avatar: text(6)?,
+        email: text(7)?,
+        language: text(8)?,
+        metadata: &metadata,
+        sunshine_user_id: text(10)?,
+        last_conversation_at: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_micros),
+        created_at: Timestamp::from_micros(row.get(13)?),
+        updated_at: Timestamp::from_micros(row.get(14)?),
+    };
+    Ok(view.to_json_string(crate::JSON_CAPACITY))
 }
 
 pub(super) fn list(

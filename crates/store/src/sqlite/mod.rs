@@ -406,6 +406,14 @@ impl Store for SqliteStore {
         self.read_now(|conn| end_users::get(conn, agent, id))
     }
 
+    async fn get_end_user_json(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+    ) -> Result<Option<String>, StoreError> {
+        self.read_now(|conn| end_users::get_json(conn, agent, id))
+    }
+
     async fn find_end_user_by_external_id(
         &self,
         agent: AgentId,
