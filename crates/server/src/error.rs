@@ -170,13 +170,17 @@ impl From<StoreError> for ApiError {
 
 /// Gives every error answer that left some layer without a JSON body (the
 /// router's 404/405, a 413 from a limit) the envelope, keeping its status
-/// and headers such as `Allow`.
+/// and headers such as `Allow`; and logs every server error, whatever
+/// made it.
 pub fn ensure_envelope<B>(response: axum::http::Response<B>) -> Response
 where
     B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
     let status = response.status();
+    if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), "answered with a server error");
+    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -196,7 +200,59 @@ where
 
 #[cfg(test)]
 mod status_tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// Log lines written while `f` runs, at INFO, as the default filter.
+    fn logged_by(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn every_server_error_is_logged_and_nothing_else() {
+        for status in [
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            let log = logged_by(|| {
+                ensure_envelope(status.into_response());
+            });
+            assert!(
+                log.contains("ERROR") && log.contains(&format!("status={}", status.as_u16())),
+                "{status}: {log:?}"
+            );
+        }
+        for status in [
+            StatusCode::OK,
+            StatusCode::NOT_FOUND,
+            StatusCode::TOO_MANY_REQUESTS,
+        ] {
+            let log = logged_by(|| {
+                ensure_envelope(status.into_response());
+            });
+            assert_eq!(log, "", "{status}");
+        }
+    }
 
     #[test]
     fn an_envelope_for_a_bare_status_invents_nothing() {

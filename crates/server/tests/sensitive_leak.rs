@@ -195,6 +195,10 @@ async fn a_secret_never_leaves_the_vault() {
         contains(&log, "TRACE") && contains(&log, "maintenance pass"),
         "the capture sees the server's logs"
     );
+    assert!(
+        contains(&log, "finished processing request"),
+        "the capture sees each request's trace, which the log level turns on"
+    );
     assert!(!contains(&log, &secret), "a log line contains the secret");
     for answer in &answers {
         assert!(
