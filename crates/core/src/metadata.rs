@@ -40,44 +40,105 @@ impl MetadataValue {
     }
 }
 
-/// Read straight from the token's kind: every stored profile is parsed on
-/// every read, and `untagged`'s buffer-and-retry would cost an allocation
-/// and an error value per string.
-impl<'de> serde::Deserialize<'de> for MetadataValue {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Kind;
+/// What a metadata value is read into: the value itself, or only the
+/// fact that it was one ([`ValueShape`]). One reader serves both, so what
+/// [`Metadata::is_readable`] accepts is what [`Metadata::from_json`] reads.
+trait FromValueToken: Sized {
+    fn string(text: &str) -> Self;
+    fn integer(value: i64) -> Self;
+    fn boolean(value: bool) -> Self;
 
-        impl serde::de::Visitor<'_> for Kind {
-            type Value = MetadataValue;
+    /// [`FromValueToken::string`] for text the deserializer owns already.
+    fn owned_string(text: String) -> Self {
+        Self::string(&text)
+    }
+}
 
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string, an integer that fits in i64, or a boolean")
-            }
+impl FromValueToken for MetadataValue {
+    fn string(text: &str) -> Self {
+        Self::String(text.to_owned())
+    }
 
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MetadataValue, E> {
-                Ok(MetadataValue::String(v.to_owned()))
-            }
+    fn owned_string(text: String) -> Self {
+        Self::String(text)
+    }
 
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<MetadataValue, E> {
-                Ok(MetadataValue::String(v))
-            }
+    fn integer(value: i64) -> Self {
+        Self::Integer(value)
+    }
 
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MetadataValue, E> {
-                Ok(MetadataValue::Integer(v))
-            }
+    fn boolean(value: bool) -> Self {
+        Self::Boolean(value)
+    }
+}
 
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<MetadataValue, E> {
-                i64::try_from(v)
-                    .map(MetadataValue::Integer)
-                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
-            }
+/// A value [`MetadataValue`]'s reader takes, not kept.
+struct ValueShape;
 
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<MetadataValue, E> {
-                Ok(MetadataValue::Boolean(v))
-            }
+impl FromValueToken for ValueShape {
+    fn string(_: &str) -> Self {
+        Self
+    }
+
+    fn integer(_: i64) -> Self {
+        Self
+    }
+
+    fn boolean(_: bool) -> Self {
+        Self
+    }
+}
+
+/// Reads a value straight from the token's kind: every stored profile is
+/// parsed on every read, and `untagged`'s buffer-and-retry would cost an
+/// allocation and an error value per string.
+fn read_value<'de, T: FromValueToken, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    struct Kind<T>(std::marker::PhantomData<T>);
+
+    impl<T: FromValueToken> serde::de::Visitor<'_> for Kind<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string, an integer that fits in i64, or a boolean")
         }
 
-        deserializer.deserialize_any(Kind)
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            Ok(T::string(v))
+        }
+
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<T, E> {
+            Ok(T::owned_string(v))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            Ok(T::integer(v))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            i64::try_from(v)
+                .map(T::integer)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<T, E> {
+            Ok(T::boolean(v))
+        }
+    }
+
+    deserializer.deserialize_any(Kind(std::marker::PhantomData))
+}
+
+impl<'de> serde::Deserialize<'de> for MetadataValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read_value(deserializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ValueShape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read_value(deserializer)
     }
 }
 
@@ -109,43 +170,6 @@ impl<'de> serde::Deserialize<'de> for StoredShape {
         }
 
         deserializer.deserialize_map(Object)
-    }
-}
-
-/// A value [`MetadataValue`]'s reader takes, not kept.
-struct ValueShape;
-
-impl<'de> serde::Deserialize<'de> for ValueShape {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Kind;
-
-        impl serde::de::Visitor<'_> for Kind {
-            type Value = ValueShape;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string, an integer that fits in i64, or a boolean")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<ValueShape, E> {
-                Ok(ValueShape)
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<ValueShape, E> {
-                Ok(ValueShape)
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ValueShape, E> {
-                i64::try_from(v)
-                    .map(|_| ValueShape)
-                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
-            }
-
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<ValueShape, E> {
-                Ok(ValueShape)
-            }
-        }
-
-        deserializer.deserialize_any(Kind)
     }
 }
 

@@ -200,32 +200,22 @@ where
 
 #[cfg(test)]
 mod status_tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
 
     /// Log lines written while `f` runs, at INFO, as the default filter.
     fn logged_by(f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Lines(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Lines {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let lines = Lines::default();
-        let sink = lines.clone();
+        use std::io::{Read, Seek};
+        let mut lines = tempfile::tempfile().unwrap();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::INFO)
             .with_ansi(false)
-            .with_writer(move || sink.clone())
+            .with_writer(lines.try_clone().unwrap())
             .finish();
         tracing::subscriber::with_default(subscriber, f);
-        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+        let mut log = String::new();
+        lines.rewind().unwrap();
+        lines.read_to_string(&mut log).unwrap();
+        log
     }
 
     #[test]

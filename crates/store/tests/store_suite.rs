@@ -79,6 +79,55 @@ impl Fixture {
         }
     }
 
+    /// Creates a second agent, beside the default one.
+    async fn other_agent(&self) -> AgentId {
+        self.store
+            .create_agent(AgentHandle::parse("other").unwrap(), NOW)
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// Creates a channel of the agent's.
+    async fn channel(&self, agent: AgentId) -> endusers_core::Channel {
+        let channel = endusers_core::Channel {
+            id: self.ids.next(NOW, rand_u64()),
+            name: "web".to_owned(),
+            description: String::new(),
+            kind: "custom",
+            modality: endusers_core::Modality::Messaging,
+            metadata: Default::default(),
+            created_at: NOW,
+            updated_at: NOW,
+            agent_id: agent,
+        };
+        self.store.create_channel(channel.clone()).await.unwrap();
+        channel
+    }
+
+    /// A conversation of `user`'s on `channel`, started `at`, to be started.
+    fn conversation(
+        &self,
+        channel: &endusers_core::Channel,
+        user: EndUserId,
+        at: Timestamp,
+    ) -> endusers_store::NewConversation {
+        endusers_store::NewConversation {
+            conversation: endusers_core::Conversation {
+                id: self.ids.next(at, rand_u64()),
+                channel_id: channel.id,
+                end_user_id: Some(user),
+                status: endusers_core::ConversationStatus::Active,
+                metadata: Default::default(),
+                created_at: at,
+                updated_at: at,
+                agent_id: channel.agent_id,
+            },
+            new_end_user: None,
+            events: Vec::new(),
+        }
+    }
+
     /// Creates an enabled endpoint `id` subscribed to `filters` (none: all).
     async fn webhook(&self, agent: AgentId, id: &str, filters: &[&str]) {
         self.store
@@ -164,12 +213,7 @@ async fn a_fresh_store_has_exactly_the_default_agent(f: Fixture) {
 
 async fn users_round_trip_and_stay_within_their_agent(f: Fixture) {
     let a = f.default_agent().await;
-    let b = f
-        .store
-        .create_agent(AgentHandle::parse("other").unwrap(), NOW)
-        .await
-        .unwrap()
-        .id;
+    let b = f.other_agent().await;
     let user = f
         .create(a, json!({"external_id": "CRM-1", "profile": {"first_name": "Maria", "metadata": {"seats": 40}}}))
         .await;
@@ -231,34 +275,10 @@ async fn a_user_is_answered_as_the_json_of_the_user_read(f: Fixture) {
         )
         .await;
     let blank = f.create(a, json!({})).await;
-    let channel = endusers_core::Channel {
-        id: f.ids.next(NOW, rand_u64()),
-        name: "web".to_owned(),
-        description: String::new(),
-        kind: "custom",
-        modality: endusers_core::Modality::Messaging,
-        metadata: Default::default(),
-        created_at: NOW,
-        updated_at: NOW,
-        agent_id: a,
-    };
-    f.store.create_channel(channel.clone()).await.unwrap();
+    let channel = f.channel(a).await;
     let talked = NOW.saturating_add(std::time::Duration::from_secs(5));
     f.store
-        .start_conversation(endusers_store::NewConversation {
-            conversation: endusers_core::Conversation {
-                id: f.ids.next(talked, rand_u64()),
-                channel_id: channel.id,
-                end_user_id: Some(full.end_user_id),
-                status: endusers_core::ConversationStatus::Active,
-                metadata: Default::default(),
-                created_at: talked,
-                updated_at: talked,
-                agent_id: a,
-            },
-            new_end_user: None,
-            events: Vec::new(),
-        })
+        .start_conversation(f.conversation(&channel, full.end_user_id, talked))
         .await
         .unwrap();
     for id in [full.end_user_id, blank.end_user_id] {
@@ -276,12 +296,7 @@ async fn a_user_is_answered_as_the_json_of_the_user_read(f: Fixture) {
             .is_some(),
         "the conversation time is part of what is compared"
     );
-    let b = f
-        .store
-        .create_agent(AgentHandle::parse("other").unwrap(), NOW)
-        .await
-        .unwrap()
-        .id;
+    let b = f.other_agent().await;
     assert_eq!(
         f.store
             .get_end_user_json(b, full.end_user_id)
@@ -545,43 +560,14 @@ async fn a_failing_write_among_concurrent_ones_undoes_only_itself(f: Fixture) {
 async fn an_update_keeps_a_conversation_time_written_meanwhile(f: Fixture) {
     let a = f.default_agent().await;
     let user = f.create(a, json!({})).await;
-    let channel = endusers_core::Channel {
-        id: f.ids.next(NOW, rand_u64()),
-        name: "web".to_owned(),
-        description: String::new(),
-        kind: "custom",
-        modality: endusers_core::Modality::Messaging,
-        metadata: Default::default(),
-        created_at: NOW,
-        updated_at: NOW,
-        agent_id: a,
-    };
-    f.store.create_channel(channel.clone()).await.unwrap();
+    let channel = f.channel(a).await;
     let f = Arc::new(f);
     for round in 0..40_u64 {
         let at = NOW.saturating_add(std::time::Duration::from_secs(round + 1));
-        let conversation = endusers_core::Conversation {
-            id: f.ids.next(at, rand_u64()),
-            channel_id: channel.id,
-            end_user_id: Some(user.end_user_id),
-            status: endusers_core::ConversationStatus::Active,
-            metadata: Default::default(),
-            created_at: at,
-            updated_at: at,
-            agent_id: a,
-        };
+        let conversation = f.conversation(&channel, user.end_user_id, at);
         let started = {
             let f = f.clone();
-            tokio::spawn(async move {
-                f.store
-                    .start_conversation(endusers_store::NewConversation {
-                        conversation,
-                        new_end_user: None,
-                        events: Vec::new(),
-                    })
-                    .await
-                    .unwrap()
-            })
+            tokio::spawn(async move { f.store.start_conversation(conversation).await.unwrap() })
         };
         let updated = {
             let f = f.clone();
@@ -740,12 +726,7 @@ async fn sensitive_values_are_written_with_the_user_and_expire(f: Fixture) {
     assert_eq!(names(&live), ["token"]);
     assert_eq!(live[0], sealed("token", "k1", 1, later));
     // Another agent sees nothing of them.
-    let b = f
-        .store
-        .create_agent(AgentHandle::parse("other").unwrap(), NOW)
-        .await
-        .unwrap()
-        .id;
+    let b = f.other_agent().await;
     assert!(
         f.store
             .live_sensitive_values(b, id, NOW)
@@ -963,12 +944,7 @@ fn record(d: &Delivery, next: NextStep, at: Timestamp) -> AttemptRecord {
 
 async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f: Fixture) {
     let a = f.default_agent().await;
-    let b = f
-        .store
-        .create_agent(AgentHandle::parse("other").unwrap(), NOW)
-        .await
-        .unwrap()
-        .id;
+    let b = f.other_agent().await;
     f.webhook(a, "ep_all", &[]).await;
     f.webhook(a, "ep_created", &["v1.end_user.created"]).await;
     let mut off = endpoint(a, "ep_off", &[]);
