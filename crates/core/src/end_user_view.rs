@@ -57,7 +57,10 @@ impl EndUser {
 }
 
 /// Metadata as a store keeps it: the JSON object [`crate::Metadata::to_json`]
-/// wrote, written out again as it is.
+/// wrote, written out again as it is. (Text the server did not write, with
+/// keys out of order or repeated, say, would be answered as it was stored,
+/// where reading it into a map would sort the keys and keep the last of a
+/// repeated one.)
 #[derive(Debug, Clone, Copy)]
 pub struct StoredMetadata<'a>(&'a str);
 
