@@ -10,14 +10,14 @@
 //! there is one layout, not two that could drift apart.
 
 use crate::end_user::EndUser;
+use crate::id::IdText;
 use crate::json::WriteJson;
 use crate::time::Timestamp;
 
 /// The fields the API shows of a user, in the order it shows them.
 #[derive(Clone, Copy)]
 pub struct EndUserView<'a> {
-    /// The id's text (24 lowercase hex characters).
-    pub end_user_id: &'a str,
+    pub end_user_id: IdText,
     pub external_id: Option<&'a str>,
     pub first_name: Option<&'a str>,
     pub last_name: Option<&'a str>,
@@ -34,12 +34,11 @@ pub struct EndUserView<'a> {
 }
 
 impl EndUser {
-    /// The user as the API shows it. `id_text` holds the id's text, which
-    /// the view borrows: `let id = user.end_user_id.text();`.
-    pub fn view<'a>(&'a self, id_text: &'a str) -> EndUserView<'a> {
+    /// The user as the API shows it.
+    pub fn view(&self) -> EndUserView<'_> {
         let p = &self.profile;
         EndUserView {
-            end_user_id: id_text,
+            end_user_id: self.end_user_id.text(),
             external_id: self.external_id.as_ref().map(|v| v.as_str()),
             first_name: p.first_name.as_ref().map(|v| v.as_str()),
             last_name: p.last_name.as_ref().map(|v| v.as_str()),
@@ -94,8 +93,7 @@ mod tests {
         ) {
             let stored = user.profile.metadata.to_json();
             let metadata = StoredMetadata::checked(&stored).unwrap();
-            let id = user.end_user_id.text();
-            let view = EndUserView { metadata: &metadata, ..user.view(id.as_str()) };
+            let view = EndUserView { metadata: &metadata, ..user.view() };
             prop_assert_eq!(view.to_json_string(0), serde_json::to_string(&user).unwrap());
         }
     }

@@ -20,6 +20,10 @@ use crate::end_user_view::EndUserView;
 use crate::metadata::{Metadata, MetadataValue};
 use crate::time::Timestamp;
 
+/// Room for one end user's JSON text (about 400 bytes) or a small object
+/// without growing: where an answer's buffer starts.
+pub const ANSWER_CAPACITY: usize = 1024;
+
 /// A value that can write itself as JSON text.
 pub trait WriteJson {
     /// Appends the value's JSON text to `out`.
@@ -202,7 +206,7 @@ impl EndUserView<'_> {
     pub(crate) fn write_json_fields(&self, out: &mut String) {
         // The id's text is lowercase hex: nothing to escape.
         out.push_str("\"end_user_id\":\"");
-        out.push_str(self.end_user_id);
+        out.push_str(self.end_user_id.as_str());
         out.push_str("\",\"external_id\":");
         optional_string(out, self.external_id);
         let texts: [(&str, Option<&str>); 6] = [
@@ -242,8 +246,7 @@ impl WriteJson for EndUserView<'_> {
 impl EndUser {
     /// [`EndUserView::write_json_fields`] for this user.
     pub(crate) fn write_json_fields(&self, out: &mut String) {
-        let id = self.end_user_id.text();
-        self.view(id.as_str()).write_json_fields(out);
+        self.view().write_json_fields(out);
     }
 }
 

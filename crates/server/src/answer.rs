@@ -10,11 +10,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use endusers_core::WriteJson;
+use endusers_core::json::ANSWER_CAPACITY;
 use serde::Serialize;
-
-/// Room for one end user or a small object without growing; a page of
-/// users grows from here, doubling.
-const FIRST_CAPACITY: usize = 1024;
 
 /// A value answered as `application/json`, written by serde.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,7 +19,7 @@ pub struct Json<T>(pub T);
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        let mut body = Vec::with_capacity(FIRST_CAPACITY);
+        let mut body = Vec::with_capacity(ANSWER_CAPACITY);
         match serde_json::to_writer(&mut body, &self.0) {
             Ok(()) => json_response(body),
             // Only a map with keys that are not strings fails, and no
@@ -45,7 +42,7 @@ pub struct Written<T>(pub T);
 
 impl<T: WriteJson> IntoResponse for Written<T> {
     fn into_response(self) -> Response {
-        JsonText(self.0.to_json_string(FIRST_CAPACITY)).into_response()
+        JsonText(self.0.to_json_string(ANSWER_CAPACITY)).into_response()
     }
 }
 

@@ -44,9 +44,6 @@ pub struct Applied {
     pub events: Vec<OutboxEvent>,
 }
 
-/// Room for one end user's JSON text (about 400 bytes) without growing.
-pub const JSON_CAPACITY: usize = 1024;
-
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Succeeds when the backend answers queries.
@@ -100,10 +97,9 @@ pub trait Store: Send + Sync + 'static {
         agent: AgentId,
         id: EndUserId,
     ) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .get_end_user(agent, id)
-            .await?
-            .map(|user| endusers_core::WriteJson::to_json_string(&user, JSON_CAPACITY)))
+        Ok(self.get_end_user(agent, id).await?.map(|user| {
+            endusers_core::WriteJson::to_json_string(&user, endusers_core::json::ANSWER_CAPACITY)
+        }))
     }
     async fn find_end_user_by_external_id(
         &self,

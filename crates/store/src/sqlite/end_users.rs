@@ -1,8 +1,9 @@
 //! End-user rows.
 
+use endusers_core::json::ANSWER_CAPACITY;
 use endusers_core::{
-    AgentId, AvatarUrl, Email, EndUser, EndUserId, EndUserView, ExternalId, LanguageTag, Metadata,
-    Profile, ProfileText, StoredMetadata, SystemProperties, Timestamp, WriteJson,
+    AgentId, AvatarUrl, Email, EndUser, EndUserId, EndUserView, ExternalId, IdText, LanguageTag,
+    Metadata, Profile, ProfileText, StoredMetadata, SystemProperties, Timestamp, WriteJson,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
@@ -208,12 +209,12 @@ pub(super) fn get_json(
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
-    Ok(Some(answer_of_row(row, id_text.as_str())?))
+    Ok(Some(answer_of_row(row, id_text)?))
 }
 
 /// The JSON answer for the user in `row` (read by [`ANSWER_BY_ID`]), whose
 /// id text is `id_text`.
-fn answer_of_row(row: &Row<'_>, id_text: &str) -> rusqlite::Result<String> {
+fn answer_of_row(row: &Row<'_>, id_text: IdText) -> rusqlite::Result<String> {
     let text = |column: usize| -> rusqlite::Result<Option<&str>> {
         Ok(row.get_ref(column)?.as_str_or_null()?)
     };
@@ -235,7 +236,7 @@ fn answer_of_row(row: &Row<'_>, id_text: &str) -> rusqlite::Result<String> {
         created_at: Timestamp::from_micros(row.get(10)?),
         updated_at: Timestamp::from_micros(row.get(11)?),
     };
-    Ok(view.to_json_string(crate::JSON_CAPACITY))
+    Ok(view.to_json_string(ANSWER_CAPACITY))
 }
 
 pub(super) fn list(
