@@ -169,19 +169,26 @@ pub fn app(
     // in a profile. It is only added when its lines would be written (the
     // filter is set once, at start); server errors are logged either way,
     // by `ensure_envelope`.
-    let trace = tracing::enabled!(target: "tower_http::trace::on_request", tracing::Level::DEBUG)
-        .then(|| {
-            tower::ServiceBuilder::new()
-                .map_response(|response: axum::http::Response<_>| {
-                    response.map(axum::body::Body::new)
-                })
-                .layer(tower_http::trace::TraceLayer::new_for_http())
-        });
+    let trace = request_lines_shown().then(|| {
+        tower::ServiceBuilder::new()
+            .map_response(|response: axum::http::Response<_>| response.map(axum::body::Body::new))
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+    });
     tower::ServiceBuilder::new()
         .map_request(without_trailing_slash)
         .map_response(ensure_envelope)
         .option_layer(trace)
         .service(routes(state))
+}
+
+/// Whether the log shows any of the trace layer's DEBUG lines: its span,
+/// or its line when a request starts or is answered. Each has a target of
+/// its own, and a filter may name one of them alone.
+fn request_lines_shown() -> bool {
+    use tracing::Level;
+    tracing::enabled!(target: "tower_http::trace::make_span", Level::DEBUG)
+        || tracing::enabled!(target: "tower_http::trace::on_request", Level::DEBUG)
+        || tracing::enabled!(target: "tower_http::trace::on_response", Level::DEBUG)
 }
 
 /// Prometheus metrics.
@@ -258,4 +265,38 @@ pub async fn serve(
     let _ = upkeep.await;
     let _ = dispatcher.await;
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_lines_shown;
+
+    /// Whether the trace layer is built under the log filter `filter`.
+    fn built_under(filter: &str) -> bool {
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, request_lines_shown)
+    }
+
+    #[test]
+    fn the_trace_layer_is_built_when_a_filter_shows_any_of_its_lines() {
+        for filter in [
+            "debug",
+            "info,tower_http=debug",
+            "info,tower_http::trace::make_span=debug",
+            "info,tower_http::trace::on_request=debug",
+            "info,tower_http::trace::on_response=debug",
+        ] {
+            assert!(built_under(filter), "{filter}");
+        }
+        for filter in [
+            "info",
+            "warn,endusers=debug",
+            "info,tower_http::trace::on_failure=debug",
+        ] {
+            assert!(!built_under(filter), "{filter}");
+        }
+    }
 }
