@@ -1,12 +1,18 @@
 //! How the server's threads shared the cores over a scenario: the time
 //! each ran, and the time it was ready to run but waited for a core, from
-//! the kernel's `/proc/<pid>/task/<tid>/schedstat`.
+//! the kernel's `/proc/<pid>/task/<tid>/schedstat`; and how much of the
+//! machine's CPU time its host took, from `/proc/stat`.
 //!
 //! On a small machine shared with the load generator, that wait is where
 //! time goes that no profile of the server's own code shows: a request
 //! whose thread waits for a core is slower however little it computes,
 //! and moving work from one thread to another changes nothing while every
 //! core is taken.
+//!
+//! On a virtual machine the host may also run other guests on the cores
+//! this one thinks it has: the kernel counts that time as stolen. A
+//! scenario that ran while the host took a third of the cores is slower
+//! for it, whatever the build, so every row says how much was taken.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -64,12 +70,70 @@ impl Spent {
     }
 }
 
-/// The server's runtime workers and writer over one scenario.
+/// The whole machine's CPU time, in clock ticks summed over its CPUs: all
+/// of it, and what the host took for other guests ("steal").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostTime {
+    pub all_ticks: u64,
+    pub stolen_ticks: u64,
+}
+
+impl HostTime {
+    /// Reads `/proc/stat`; zero where the kernel does not tell.
+    fn read() -> Self {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|text| parse_proc_stat(&text))
+            .unwrap_or_default()
+    }
+
+    fn since(self, earlier: HostTime) -> HostTime {
+        HostTime {
+            all_ticks: self.all_ticks.saturating_sub(earlier.all_ticks),
+            stolen_ticks: self.stolen_ticks.saturating_sub(earlier.stolen_ticks),
+        }
+    }
+
+    /// The share of the machine's CPU time the host took; `None` where
+    /// nothing was counted.
+    pub fn stolen_share(&self) -> Option<f64> {
+        (self.all_ticks > 0).then(|| self.stolen_ticks as f64 / self.all_ticks as f64)
+    }
+
+    /// "12 %", or "–" where nothing was counted.
+    pub fn stolen_text(&self) -> String {
+        self.stolen_share()
+            .map_or_else(|| "–".to_owned(), |share| format!("{:.0} %", share * 100.0))
+    }
+}
+
+/// The first line of `/proc/stat`, "cpu  user nice system idle iowait irq
+/// softirq steal guest guest_nice" in clock ticks: the first eight make up
+/// all the time (guest time is already counted in user), the eighth is the
+/// stolen part.
+fn parse_proc_stat(text: &str) -> Option<HostTime> {
+    let line = text.lines().next()?;
+    let mut fields = line.split_whitespace();
+    (fields.next()? == "cpu").then_some(())?;
+    let ticks: Vec<u64> = fields
+        .take(8)
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    let stolen_ticks = *ticks.get(7)?;
+    Some(HostTime {
+        all_ticks: ticks.iter().sum(),
+        stolen_ticks,
+    })
+}
+
+/// The server's runtime workers and writer over one scenario, and the
+/// machine's time the host took meanwhile.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CoreShare {
     pub wall_ns: u64,
     pub runtime: Spent,
     pub writer: Spent,
+    pub host: HostTime,
 }
 
 impl CoreShare {
@@ -77,6 +141,8 @@ impl CoreShare {
         self.wall_ns += later.wall_ns;
         self.runtime.merge(later.runtime);
         self.writer.merge(later.writer);
+        self.host.all_ticks += later.host.all_ticks;
+        self.host.stolen_ticks += later.host.stolen_ticks;
     }
 
     /// "runtime 42 %, writer 12 %": the share of its time each kind of
@@ -102,6 +168,7 @@ impl CoreShare {
 pub struct CoreMeter {
     pid: u32,
     last: HashMap<u32, (Kind, u64, u64)>,
+    host: HostTime,
     at: Instant,
 }
 
@@ -110,16 +177,20 @@ impl CoreMeter {
         Self {
             pid,
             last: read(pid),
+            host: HostTime::read(),
             at: Instant::now(),
         }
     }
 
     pub fn take(&mut self) -> CoreShare {
         let now = read(self.pid);
+        let host = HostTime::read();
         let mut share = CoreShare {
             wall_ns: u64::try_from(self.at.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            host: host.since(self.host),
             ..CoreShare::default()
         };
+        self.host = host;
         for (tid, &(kind, run, wait)) in &now {
             let (run_before, wait_before) = self
                 .last
@@ -215,9 +286,57 @@ mod tests {
                 wait_ns: 120,
                 threads: 1,
             },
+            host: HostTime::default(),
         };
         assert_eq!(share.runtime.shares(share.wall_ns), Some((0.3, 0.4)));
         assert_eq!(share.wait_text(), "runtime 40 %, writer 12 %");
         assert_eq!(CoreShare::default().wait_text(), "–");
+    }
+
+    #[test]
+    fn proc_stat_gives_all_time_and_the_stolen_part() {
+        let text = "cpu  285446 0 82574 154240 5113 0 30027 6465 0 0\n\
+                    cpu0 142000 0 41000 77000 2500 0 15000 3200 0 0\n";
+        let host = parse_proc_stat(text).unwrap();
+        assert_eq!(
+            host,
+            HostTime {
+                all_ticks: 285_446 + 82_574 + 154_240 + 5_113 + 30_027 + 6_465,
+                stolen_ticks: 6_465,
+            }
+        );
+        assert_eq!(parse_proc_stat("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(parse_proc_stat("cpu  1 2 3\n"), None);
+        assert_eq!(parse_proc_stat(""), None);
+    }
+
+    #[test]
+    fn the_stolen_share_is_of_the_time_between_two_readings() {
+        let before = HostTime {
+            all_ticks: 1_000,
+            stolen_ticks: 10,
+        };
+        let after = HostTime {
+            all_ticks: 1_400,
+            stolen_ticks: 110,
+        };
+        let host = after.since(before);
+        assert_eq!(host.stolen_share(), Some(0.25));
+        assert_eq!(host.stolen_text(), "25 %");
+        assert_eq!(HostTime::default().stolen_share(), None);
+        assert_eq!(HostTime::default().stolen_text(), "–");
+
+        let mut share = CoreShare {
+            host,
+            ..CoreShare::default()
+        };
+        share.merge(CoreShare {
+            host: HostTime {
+                all_ticks: 600,
+                stolen_ticks: 0,
+            },
+            ..CoreShare::default()
+        });
+        assert_eq!(share.host.stolen_share(), Some(0.1));
     }
 }

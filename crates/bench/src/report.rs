@@ -64,7 +64,7 @@ impl Row {
     pub fn summary(&self) -> String {
         let o = &self.outcome;
         format!(
-            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}, RSS {:.1} MB, CPU {:.1} µs/req (client {:.1})",
+            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}, RSS {:.1} MB, CPU {:.1} µs/req (client {:.1}), stolen by the host {}",
             o.per_second(),
             o.latencies.quantile_ms(0.5),
             o.latencies.quantile_ms(0.99),
@@ -73,6 +73,7 @@ impl Row {
             mb(self.usage.max_kib),
             self.cpu_micros_per_request(),
             self.client_cpu_micros_per_request(),
+            self.usage.cores.host.stolen_text(),
         )
     }
 
@@ -140,7 +141,11 @@ fn cores_json(cores: &CoreShare) -> Value {
             |(run, wait)| json!({"threads": spent.threads, "run_share": run, "wait_share": wait}),
         )
     };
-    json!({"runtime": kind(&cores.runtime), "writer": kind(&cores.writer)})
+    json!({
+        "runtime": kind(&cores.runtime),
+        "writer": kind(&cores.writer),
+        "host_stolen_share": cores.host.stolen_share(),
+    })
 }
 
 /// One webhook scenario.
@@ -171,7 +176,7 @@ impl WebhookRow {
         format!(
             "{:.0} PATCH/s, {:.0} deliveries/s, event→receipt p50 {:.2} ms, p99 {:.2} ms, \
              delivered {}/{} (duplicates {}, unmatched {}), drain {:.2} s, RSS {:.1} MB, \
-             CPU {:.1} µs/delivery (client {:.1})",
+             CPU {:.1} µs/delivery (client {:.1}), stolen by the host {}",
             d.patches.per_second(),
             d.per_second(),
             d.latencies.quantile_ms(0.5),
@@ -184,6 +189,7 @@ impl WebhookRow {
             mb(self.usage.max_kib),
             self.cpu_micros_per_delivery(),
             self.client_cpu_micros_per_delivery(),
+            self.usage.cores.host.stolen_text(),
         )
     }
 
@@ -551,18 +557,20 @@ impl Run {
              100 %, writes queue behind one another), with the writes each commit carried. \
              Waiting for a core is the share of the scenario's time a server thread was \
              ready to run but had no core (the kernel's schedstat, per thread): the \
-             runtime's workers and the writer.\n",
+             runtime's workers and the writer. Stolen by the host is the share of the \
+             machine's CPU time its host gave to other guests during the scenario (the \
+             kernel's steal time): a run with much of it is slower whatever the build.\n",
             self.ceiling.response_bytes
         );
         md.push_str(
-            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | client CPU µs/req | writer busy (writes/commit) | waiting for a core | server peak RSS MB |\n",
+            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | client CPU µs/req | writer busy (writes/commit) | waiting for a core | stolen by the host | server peak RSS MB |\n",
         );
-        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in std::iter::once(&self.ceiling).chain(&self.rows) {
             let o = &row.outcome;
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {} | {:.1}{} |",
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {:.1}{} |",
                 row.name,
                 self.rate_of(row),
                 self.ratio_of(row),
@@ -575,6 +583,7 @@ impl Run {
                 row.client_cpu_micros_per_request(),
                 writer_text(row.writer),
                 row.usage.cores.wait_text(),
+                row.usage.cores.host.stolen_text(),
                 mb(row.usage.max_kib),
                 if row.key == "ceiling" {
                     " (ceiling process)"
@@ -604,14 +613,14 @@ impl Run {
              receiver's, which share the machine with the server.\n\n",
         );
         md.push_str(
-            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | client CPU µs/delivery | writer busy (writes/commit) | waiting for a core | server peak RSS MB |\n",
+            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | client CPU µs/delivery | writer busy (writes/commit) | waiting for a core | stolen by the host | server peak RSS MB |\n",
         );
-        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in &self.webhooks {
             let d = &row.delivery;
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} | {:.1} | {} | {} | {:.1} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} | {} in {:.2} s | {:.1} | {:.1} | {} | {} | {} | {:.1} |",
                 d.endpoints,
                 d.offered
                     .map_or("max".to_owned(), |rate| format!("{rate:.0}")),
@@ -630,6 +639,7 @@ impl Run {
                 row.client_cpu_micros_per_delivery(),
                 writer_text(row.writer),
                 row.usage.cores.wait_text(),
+                row.usage.cores.host.stolen_text(),
                 mb(row.usage.max_kib),
             );
         }
