@@ -87,6 +87,12 @@ impl HostTime {
             .unwrap_or_default()
     }
 
+    /// Adds a later interval's ticks.
+    pub fn add(&mut self, later: HostTime) {
+        self.all_ticks += later.all_ticks;
+        self.stolen_ticks += later.stolen_ticks;
+    }
+
     fn since(self, earlier: HostTime) -> HostTime {
         HostTime {
             all_ticks: self.all_ticks.saturating_sub(earlier.all_ticks),
@@ -141,8 +147,7 @@ impl CoreShare {
         self.wall_ns += later.wall_ns;
         self.runtime.merge(later.runtime);
         self.writer.merge(later.writer);
-        self.host.all_ticks += later.host.all_ticks;
-        self.host.stolen_ticks += later.host.stolen_ticks;
+        self.host.add(later.host);
     }
 
     /// "runtime 42 %, writer 12 %": the share of its time each kind of
