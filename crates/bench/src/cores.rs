@@ -120,7 +120,9 @@ impl HostTime {
 fn parse_proc_stat(text: &str) -> Option<HostTime> {
     let line = text.lines().next()?;
     let mut fields = line.split_whitespace();
-    (fields.next()? == "cpu").then_some(())?;
+    if fields.next()? != "cpu" {
+        return None;
+    }
     let ticks: Vec<u64> = fields
         .take(8)
         .map(|field| field.parse().ok())
