@@ -109,6 +109,7 @@ fn writer_json(writer: Option<WriterLoad>) -> Value {
             "busy_share": w.busy_share(),
             "transactions_per_s": w.transactions_per_second(),
             "writes_per_transaction": w.writes_per_transaction(),
+            "ms_per_transaction": w.millis_per_transaction(),
         })
     })
 }
@@ -117,9 +118,10 @@ fn writer_json(writer: Option<WriterLoad>) -> Value {
 fn writer_text(writer: Option<WriterLoad>) -> String {
     writer.map_or("–".to_owned(), |w| {
         format!(
-            "{:.0} % ({:.1})",
+            "{:.0} % ({:.1}, {:.2} ms)",
             w.busy_share() * 100.0,
-            w.writes_per_transaction()
+            w.writes_per_transaction(),
+            w.millis_per_transaction()
         )
     })
 }
@@ -579,7 +581,9 @@ impl Run {
              machine's speed varies); client CPU is the same for the load generator, which \
              shares the machine. Writer busy is the share of the scenario's time the \
              store's single writer spent in transactions (from the server's `/metrics`; near \
-             100 %, writes queue behind one another), with the writes each commit carried. \
+             100 %, writes queue behind one another), with the writes each commit carried \
+             and how long a transaction took on average (its `fsync` and any wait for a \
+             core included). \
              Waiting for a core is the share of the scenario's time a server thread was \
              ready to run but had no core (the kernel's schedstat, per thread): the \
              runtime's workers and the writer. Stolen by the host is the share of the \
@@ -588,7 +592,7 @@ impl Run {
             self.ceiling.response_bytes
         );
         md.push_str(
-            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | client CPU µs/req | writer busy (writes/commit) | waiting for a core | stolen by the host | server peak RSS MB |\n",
+            "| scenario | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | errors | answer bytes | server CPU µs/req | client CPU µs/req | writer busy (writes, ms a commit) | waiting for a core | stolen by the host | server peak RSS MB |\n",
         );
         md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in std::iter::once(&self.ceiling).chain(&self.rows) {
@@ -638,7 +642,7 @@ impl Run {
              receiver's, which share the machine with the server.\n\n",
         );
         md.push_str(
-            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | client CPU µs/delivery | writer busy (writes/commit) | waiting for a core | stolen by the host | server peak RSS MB |\n",
+            "| endpoints | offered/s | sent/s | delivered/s | × ceiling | event→receipt p50 ms | p99 ms | p99.9 ms | delivered / expected | duplicates | after the last PATCH | server CPU µs/delivery | client CPU µs/delivery | writer busy (writes, ms a commit) | waiting for a core | stolen by the host | server peak RSS MB |\n",
         );
         md.push_str("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for row in &self.webhooks {

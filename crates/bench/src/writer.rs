@@ -35,6 +35,13 @@ impl WriterLoad {
         ratio(self.transactions, self.seconds)
     }
 
+    /// How long a transaction took on average, its commit's `fsync` and
+    /// any wait for a core included: where writes pile up because each
+    /// commit got slow (a slow disk, a busy machine), this shows it.
+    pub fn millis_per_transaction(&self) -> f64 {
+        ratio(self.busy_seconds * 1000.0, self.transactions)
+    }
+
     /// A later stretch of the same scenario added to this one.
     pub fn merge(&mut self, later: WriterLoad) {
         self.seconds += later.seconds;
@@ -138,6 +145,8 @@ mod tests {
         assert_eq!(load.busy_share(), 0.25);
         assert_eq!(load.writes_per_transaction(), 4.0);
         assert_eq!(load.transactions_per_second(), 15.0);
+        assert!((load.millis_per_transaction() - 500.0 / 30.0).abs() < 1e-9);
         assert_eq!(WriterLoad::default().busy_share(), 0.0);
+        assert_eq!(WriterLoad::default().millis_per_transaction(), 0.0);
     }
 }
