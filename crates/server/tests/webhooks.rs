@@ -1047,6 +1047,30 @@ async fn backlogged_endpoints_take_turns_when_the_dispatcher_is_full() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freed_slot_sends_the_next_delivery_without_waiting_for_the_poll() {
+    const USERS_MADE: usize = 6;
+    let receiver = Receiver::start().await;
+    // One delivery in flight at a time, and a poll far slower than the
+    // test: each delivery after the first can only go out because the one
+    // before it freed the slot and said so.
+    let app = spawn(WebhookSettings {
+        per_endpoint_concurrency: 1,
+        poll_interval: Duration::from_secs(60),
+        ..settings(&[0])
+    })
+    .await;
+    let path = "/ok/one-at-a-time";
+    // Each answer takes a while, so every user is made (and every write's
+    // own wake-up spent) while the first delivery is still in flight.
+    receiver.script(path, (0..USERS_MADE).map(|_| Reply::Hang(ms(100))));
+    endpoint(&app, &receiver.url(path)).await;
+    for _ in 0..USERS_MADE {
+        app.create_user(&json!({})).await;
+    }
+    receiver.wait_count(path, USERS_MADE, PROMPTLY).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
     const USERS_MADE: usize = 200;
     let healthy = Receiver::start().await;
