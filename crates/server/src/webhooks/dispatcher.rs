@@ -83,14 +83,24 @@ impl InFlight {
         }
     }
 
-    fn finish(&mut self, endpoint: &str) {
-        if let Some(n) = self.per_endpoint.get_mut(endpoint) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_endpoint.remove(endpoint);
+    /// Counts a delivery out; `true` when it freed a slot that a claim
+    /// could not use: its endpoint's, or the last of all, was taken. Only
+    /// then may deliveries wait that no write will wake the dispatcher for.
+    fn finish(&mut self, endpoint: &str, settings: &WebhookSettings) -> bool {
+        let endpoint_was_full = match self.per_endpoint.get_mut(endpoint) {
+            Some(n) => {
+                let was_full = *n >= settings.per_endpoint_concurrency;
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_endpoint.remove(endpoint);
+                }
+                was_full
             }
-        }
+            None => false,
+        };
+        let all_were_taken = self.total >= settings.concurrency;
         self.total = self.total.saturating_sub(1);
+        endpoint_was_full || all_were_taken
     }
 }
 
@@ -257,8 +267,13 @@ impl Attempt {
         };
         self.state.webhook_metrics.finished(&record.next);
         let _ = self.records.send(record);
-        lock(&self.in_flight).finish(&delivery.endpoint_id);
-        self.wakeup.notify_one();
+        // A claim takes every due delivery its slots allow, so a finished
+        // one only leaves work behind where the slots ran out; elsewhere a
+        // wake-up would only make the dispatcher claim again for nothing
+        // (a job for the store's writer each time).
+        if lock(&self.in_flight).finish(&delivery.endpoint_id, settings) {
+            self.wakeup.notify_one();
+        }
     }
 
     async fn send(&self, uri: Uri, delivery: &Delivery, payload: String) -> Outcome {
@@ -330,6 +345,36 @@ fn next_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finished_delivery_asks_for_a_claim_only_where_slots_ran_out() {
+        let settings = WebhookSettings {
+            per_endpoint_concurrency: 2,
+            concurrency: 3,
+            ..WebhookSettings::default()
+        };
+        let in_flight = |endpoints: &[(&str, usize)]| InFlight {
+            per_endpoint: endpoints
+                .iter()
+                .map(|&(id, n)| (id.to_owned(), n))
+                .collect(),
+            total: endpoints.iter().map(|&(_, n)| n).sum(),
+            served_last: None,
+        };
+        // The endpoint had both its slots taken: the first to finish frees
+        // one a claim could not use, the second does not.
+        let mut full_endpoint = in_flight(&[("a", 2)]);
+        assert!(full_endpoint.finish("a", &settings));
+        assert!(!full_endpoint.finish("a", &settings));
+        assert_eq!(full_endpoint.total, 0);
+        assert!(full_endpoint.per_endpoint.is_empty());
+        // Every slot of all was taken, though no endpoint's own were.
+        let mut all_taken = in_flight(&[("a", 1), ("b", 1), ("c", 1)]);
+        assert!(all_taken.finish("b", &settings));
+        assert!(!all_taken.finish("c", &settings));
+        // Room everywhere: nothing waits on this one.
+        assert!(!in_flight(&[("a", 1)]).finish("a", &settings));
+    }
 
     fn outcome(status: Option<u16>, retry_after: Option<u64>) -> Outcome {
         Outcome {
