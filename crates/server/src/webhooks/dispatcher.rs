@@ -44,9 +44,14 @@ struct InFlight {
     total: usize,
     /// The endpoint the last claim served last, where the next one resumes.
     served_last: Option<String>,
+    /// A claim was worked out from these counts and has not come back:
+    /// a delivery that finishes meanwhile frees a slot the claim did not
+    /// see, whatever the counts say once it is back.
+    claiming: bool,
 }
 
 impl InFlight {
+    /// The claim these counts allow.
     fn claim(&self, settings: &WebhookSettings) -> Claim {
         Claim {
             limit: settings
@@ -69,8 +74,10 @@ impl InFlight {
     }
 
     /// Counts a claim's deliveries in flight (under one lock, not one per
-    /// delivery) and remembers where the next claim resumes.
+    /// delivery) and remembers where the next claim resumes; a claim that
+    /// failed starts nothing.
     fn start(&mut self, claimed: &[Delivery]) {
+        self.claiming = false;
         for delivery in claimed {
             *self
                 .per_endpoint
@@ -84,8 +91,9 @@ impl InFlight {
     }
 
     /// Counts a delivery out; `true` when it freed a slot that a claim
-    /// could not use: its endpoint's, or the last of all, was taken. Only
-    /// then may deliveries wait that no write will wake the dispatcher for.
+    /// could not use: its endpoint's, or the last of all, was taken, or a
+    /// claim was under way. Only then may deliveries wait that no write
+    /// will wake the dispatcher for.
     fn finish(&mut self, endpoint: &str, settings: &WebhookSettings) -> bool {
         let endpoint_was_full = match self.per_endpoint.get_mut(endpoint) {
             Some(n) => {
@@ -100,7 +108,7 @@ impl InFlight {
         };
         let all_were_taken = self.total >= settings.concurrency;
         self.total = self.total.saturating_sub(1);
-        endpoint_was_full || all_were_taken
+        endpoint_was_full || all_were_taken || self.claiming
     }
 }
 
@@ -131,7 +139,13 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut targets = client::Targets::new(settings.allow_insecure);
 
     loop {
-        let claim = lock(&in_flight).claim(&settings);
+        let claim = {
+            let mut in_flight = lock(&in_flight);
+            let claim = in_flight.claim(&settings);
+            // Under way until `start` counts what it brought back.
+            in_flight.claiming = claim.limit > 0;
+            claim
+        };
         let wanted = claim.limit;
         let mut took = 0;
         if wanted > 0 {
@@ -157,7 +171,10 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                         tokio::spawn(task.deliver(delivery, target));
                     }
                 }
-                Err(err) => tracing::error!(error = %err, "claiming webhook deliveries failed"),
+                Err(err) => {
+                    lock(&in_flight).start(&[]);
+                    tracing::error!(error = %err, "claiming webhook deliveries failed");
+                }
             }
         }
         // A full batch means more may be waiting: go again at once.
@@ -360,6 +377,7 @@ mod tests {
                 .collect(),
             total: endpoints.iter().map(|&(_, n)| n).sum(),
             served_last: None,
+            claiming: false,
         };
         // The endpoint had both its slots taken: the first to finish frees
         // one a claim could not use, the second does not.
@@ -374,6 +392,17 @@ mod tests {
         assert!(!all_taken.finish("c", &settings));
         // Room everywhere: nothing waits on this one.
         assert!(!in_flight(&[("a", 1)]).finish("a", &settings));
+        // Room, but a claim was worked out before this one finished: the
+        // claim may have found the endpoint full, so the dispatcher looks
+        // again; once the claim is back, it need not.
+        let mut racing = in_flight(&[("a", 2)]);
+        racing.claiming = true;
+        assert!(racing.finish("a", &settings));
+        assert!(racing.finish("a", &settings));
+        racing.start(&[]);
+        racing.per_endpoint.insert("a".to_owned(), 1);
+        racing.total = 1;
+        assert!(!racing.finish("a", &settings));
     }
 
     fn outcome(status: Option<u16>, retry_after: Option<u64>) -> Outcome {
