@@ -51,9 +51,11 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// The claim these counts allow.
-    fn claim(&self, settings: &WebhookSettings) -> Claim {
-        Claim {
+    /// The claim these counts allow, under way from now until
+    /// [`Self::start`] counts what it brought back (a claim with no room
+    /// is not made, so it is not under way).
+    fn begin_claim(&mut self, settings: &WebhookSettings) -> Claim {
+        let claim = Claim {
             limit: settings
                 .concurrency
                 .saturating_sub(self.total)
@@ -70,7 +72,9 @@ impl InFlight {
                 })
                 .collect(),
             after: self.served_last.clone(),
-        }
+        };
+        self.claiming = claim.limit > 0;
+        claim
     }
 
     /// Counts a claim's deliveries in flight (under one lock, not one per
@@ -139,13 +143,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut targets = client::Targets::new(settings.allow_insecure);
 
     loop {
-        let claim = {
-            let mut in_flight = lock(&in_flight);
-            let claim = in_flight.claim(&settings);
-            // Under way until `start` counts what it brought back.
-            in_flight.claiming = claim.limit > 0;
-            claim
-        };
+        let claim = lock(&in_flight).begin_claim(&settings);
         let wanted = claim.limit;
         let mut took = 0;
         if wanted > 0 {
@@ -396,13 +394,17 @@ mod tests {
         // claim may have found the endpoint full, so the dispatcher looks
         // again; once the claim is back, it need not.
         let mut racing = in_flight(&[("a", 2)]);
-        racing.claiming = true;
+        let _ = racing.begin_claim(&settings);
         assert!(racing.finish("a", &settings));
         assert!(racing.finish("a", &settings));
         racing.start(&[]);
         racing.per_endpoint.insert("a".to_owned(), 1);
         racing.total = 1;
         assert!(!racing.finish("a", &settings));
+        // A claim with no room is not made, so it is not under way.
+        let mut no_room = in_flight(&[("a", 2), ("b", 1)]);
+        assert_eq!(no_room.begin_claim(&settings).limit, 0);
+        assert!(!no_room.claiming);
     }
 
     fn outcome(status: Option<u16>, retry_after: Option<u64>) -> Outcome {
