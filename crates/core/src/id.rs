@@ -40,12 +40,6 @@ impl EndUserId {
         Some(Self(value))
     }
 
-    /// The smallest id made at `at`: every id made before it sorts lower.
-    pub fn first_at(at: Timestamp) -> Self {
-        let millis = u128::try_from(at.as_millis()).unwrap_or(0) & ((1 << 48) - 1);
-        Self(millis << 48)
-    }
-
     /// The instant (to the millisecond) the id was made.
     pub fn created_millis(self) -> i64 {
         i64::try_from(self.0 >> 48).unwrap_or(i64::MAX)
@@ -142,9 +136,6 @@ mod tests {
         );
         assert_eq!(EndUserId::parse(&text), Some(id));
         assert_eq!(id.created_millis(), 1_795_773_600_123);
-        let first = EndUserId::first_at(Timestamp::from_micros(1_795_773_600_123_000));
-        assert!(first <= id && first.created_millis() == id.created_millis());
-        assert!(EndUserId::first_at(Timestamp::from_micros(1_795_773_600_124_000)) > id);
     }
 
     #[test]

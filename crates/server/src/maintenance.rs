@@ -85,16 +85,7 @@ impl Maintenance {
         })
         .await;
         let before = now.saturating_sub(state.config.webhooks.retention);
-        let boundary = format!(
-            "{}{}",
-            crate::MESSAGE_ID_PREFIX,
-            endusers_core::EndUserId::first_at(before)
-        );
-        match state
-            .store
-            .prune_webhook_history(before, &boundary, PRUNE_BATCH)
-            .await
-        {
+        match state.store.prune_webhook_history(before, PRUNE_BATCH).await {
             Ok(pruned) => report.webhook_history_pruned = pruned,
             Err(err) => tracing::error!(error = %err, "pruning webhook history failed"),
         }

@@ -212,13 +212,11 @@ pub trait Store: Send + Sync + 'static {
         since: Timestamp,
         now: Timestamp,
     ) -> Result<usize, StoreError>;
-    /// Deletes up to `limit` old attempts and messages (see the SQLite
-    /// backend); returns how many rows went. Message ids below
-    /// `before_message_id` are older than `before`.
+    /// Deletes up to `limit` attempts and messages made before `before`
+    /// (see the SQLite backend); returns how many rows went.
     async fn prune_webhook_history(
         &self,
         before: Timestamp,
-        before_message_id: &str,
         limit: usize,
     ) -> Result<usize, StoreError>;
     async fn create_channel(&self, channel: Channel) -> Result<(), StoreError>;

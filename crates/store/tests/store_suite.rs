@@ -1238,10 +1238,12 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
     let a = f.default_agent().await;
     f.webhook(a, "ep_1", &[]).await;
     f.webhook(a, "ep_2", &["v1.end_user.updated"]).await;
+    // msg_z is made an hour after the others: newer than any cut below.
+    let an_hour_on = NOW.saturating_add(std::time::Duration::from_secs(3600));
     let events = vec![
         event("msg_a", EventType::EndUserCreated, NOW),
         event("msg_b", EventType::EndUserUpdated, NOW),
-        event("msg_z", EventType::EndUserCreated, NOW),
+        event("msg_z", EventType::EndUserCreated, an_hour_on),
     ];
     f.store
         .create_end_user(f.user(a, json!({})), Vec::new(), events)
@@ -1276,12 +1278,8 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
     assert_eq!(retried.len(), 1);
     f.record(retried, NOW).await;
     let later = NOW.saturating_add(std::time::Duration::from_secs(1));
-    // msg_a and msg_b are "old" (below msg_m), msg_z is not.
-    let pruned = f
-        .store
-        .prune_webhook_history(later, "msg_m", 100)
-        .await
-        .unwrap();
+    // msg_a and msg_b are old, msg_z is not.
+    let pruned = f.store.prune_webhook_history(later, 100).await.unwrap();
     assert_eq!(
         pruned,
         4 + 1,
@@ -1313,7 +1311,7 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
     let even_later = later.saturating_add(std::time::Duration::from_secs(1));
     assert_eq!(
         f.store
-            .prune_webhook_history(even_later, "msg_m", 100)
+            .prune_webhook_history(even_later, 100)
             .await
             .unwrap(),
         1 + 1,
@@ -1327,6 +1325,39 @@ async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
             .collect::<Vec<_>>(),
         [("msg_b", 1)]
     );
+}
+
+/// A message's number is never given out again, not even the newest's
+/// once it is pruned: the endpoint that read up to it would pass over the
+/// next message, numbered the same.
+async fn a_pruned_newest_message_keeps_its_number_to_itself(f: Fixture) {
+    let a = f.default_agent().await;
+    f.webhook(a, "ep_1", &[]).await;
+    f.users_with_events(a, 2).await;
+    let sent = f.claim(NOW, NOW, room(10, &[])).await;
+    assert_eq!(sent.len(), 2);
+    let delivered = sent
+        .iter()
+        .map(|d| record(d, NextStep::Delivered, NOW))
+        .collect();
+    f.record(delivered, NOW).await;
+    let later = NOW.saturating_add(std::time::Duration::from_secs(1));
+    assert_eq!(
+        f.store.prune_webhook_history(later, 100).await.unwrap(),
+        2 + 2,
+        "both attempts and both messages, the newest among them"
+    );
+    // An endpoint made now starts after the pruned numbers too.
+    f.webhook(a, "ep_2", &[]).await;
+    f.user_with_event(a, "msg_next", EventType::EndUserCreated)
+        .await;
+    let next = f.claim(later, later, room(10, &[])).await;
+    let mut got: Vec<(&str, &str)> = next
+        .iter()
+        .map(|d| (d.endpoint_id.as_str(), d.message_id.as_str()))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [("ep_1", "msg_next"), ("ep_2", "msg_next")]);
 }
 
 /// Deliveries are read through a cursor per endpoint: out of order
@@ -1480,6 +1511,7 @@ suite!(sqlite:
     a_week_of_failures_disables_the_endpoint_and_recover_requeues,
     gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue,
     old_history_is_pruned_but_pending_deliveries_are_kept,
+    a_pruned_newest_message_keeps_its_number_to_itself,
     the_cursor_moves_past_finished_deliveries_only,
     a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more,
 );

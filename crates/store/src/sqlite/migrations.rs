@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_agent_limits.sql"),
     include_str!("migrations/0007_pending_deliveries_index.sql"),
     include_str!("migrations/0008_outbox_cursors.sql"),
+    include_str!("migrations/0009_messages_by_seq.sql"),
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
@@ -67,6 +68,74 @@ mod tests {
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
         assert_eq!((last, position), (2, 2));
+        Ok(())
+    }
+
+    /// Messages move to a table keyed by their number, each with what it
+    /// had, and delivery rows learn their message's number.
+    #[test]
+    fn messages_keep_their_numbers_and_deliveries_learn_them() -> rusqlite::Result<()> {
+        let conn = Connection::open_in_memory()?;
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql)?;
+        }
+        conn.execute_batch(
+            "INSERT INTO webhook_messages (id, agent_id, event_type, payload, created_at, seq)
+                 VALUES ('msg_b', 1, 'v1.end_user.updated', '{\"b\":1}', 20, 7),
+                        ('msg_a', 2, 'v1.end_user.created', '{\"a\":1}', 10, 9);
+             INSERT INTO webhook_deliveries VALUES ('ep_1', 'msg_a', 2, 0, 1, 30, 0, 10);",
+        )?;
+        conn.execute_batch(MIGRATIONS[8])?;
+        let messages: Vec<(i64, String, i64, String, String, i64)> = conn
+            .prepare(
+                "SELECT seq, id, agent_id, event_type, payload, created_at
+                 FROM webhook_messages ORDER BY seq",
+            )?
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(
+            messages,
+            [
+                (
+                    7,
+                    "msg_b".into(),
+                    1,
+                    "v1.end_user.updated".into(),
+                    r#"{"b":1}"#.into(),
+                    20
+                ),
+                (
+                    9,
+                    "msg_a".into(),
+                    2,
+                    "v1.end_user.created".into(),
+                    r#"{"a":1}"#.into(),
+                    10
+                ),
+            ]
+        );
+        let (message, seq, attempts): (String, i64, i64) = conn.query_row(
+            "SELECT message_id, message_seq, attempts FROM webhook_deliveries",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        assert_eq!((message.as_str(), seq, attempts), ("msg_a", 9, 1));
+        // The number is the rowid: a message gets no number it did not bring.
+        let rowid: i64 = conn.query_row(
+            "SELECT rowid FROM webhook_messages WHERE id = 'msg_a'",
+            [],
+            |row| row.get(0),
+        )?;
+        assert_eq!(rowid, 9);
         Ok(())
     }
 }

@@ -586,11 +586,9 @@ impl Store for SqliteStore {
     async fn prune_webhook_history(
         &self,
         before: Timestamp,
-        before_message_id: &str,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let boundary = before_message_id.to_owned();
-        self.write(move |conn| webhooks::prune_history(conn, before, &boundary, limit))
+        self.write(move |conn| webhooks::prune_history(conn, before, limit))
             .await
     }
 
@@ -766,6 +764,11 @@ mod tests {
                  ORDER BY next_attempt_at LIMIT ?3",
                 "webhook_deliveries_due",
             ),
+            (
+                "SELECT seq, id, event_type, payload, created_at FROM webhook_messages
+                 WHERE agent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                "webhook_messages_by_agent (agent_id=? AND rowid>?)",
+            ),
         ] {
             let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let unbound = std::iter::repeat_n(rusqlite::types::Null, explain.parameter_count());
@@ -776,6 +779,11 @@ mod tests {
                 .unwrap();
             assert!(
                 plan.iter().any(|step| step.contains(index)),
+                "{sql}: {plan:?}"
+            );
+            // In the index's order: nothing is sorted afterwards.
+            assert!(
+                !plan.iter().any(|step| step.contains("TEMP B-TREE")),
                 "{sql}: {plan:?}"
             );
         }

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::cursors::Cursors;
 use super::outbox_lock::{Holding, OutboxLock};
+use super::run_cached;
 use crate::{
     Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, SigningSecret, StoreError,
     WebhookEndpoint,
@@ -41,6 +42,19 @@ fn wants(filters: &[String], event_type: &str) -> bool {
     filters.is_empty() || filters.iter().any(|f| f == event_type)
 }
 
+/// The SQL expression "the newest message number given out". Numbers are
+/// never given out twice: the newest message is its own record of it, and
+/// `webhook_sequence` keeps the number of any newest message pruned (see
+/// [`prune_history`]). A macro, so that statements stay constants.
+///
+/// Writing the count down with every message instead would rewrite the
+/// counter's page in every commit that carries one.
+macro_rules! newest_seq {
+    () => {
+        "max(COALESCE((SELECT max(seq) FROM webhook_messages), 0), (SELECT last FROM webhook_sequence))"
+    };
+}
+
 /// Writes each event that an enabled endpoint of the agent subscribes to
 /// into the outbox, in the caller's transaction, numbered in commit order.
 /// An event nobody wants leaves no row.
@@ -49,37 +63,25 @@ pub(super) fn record_events(
     agent: AgentId,
     events: &[OutboxEvent],
 ) -> Result<(), StoreError> {
+    // One statement asks whether anyone wants the event and writes it with
+    // the next number; taken from the statement cache once for them all.
+    let mut insert = conn.prepare_cached(concat!(
+        "INSERT INTO webhook_messages (id, agent_id, event_type, payload, created_at, seq)
+         SELECT ?1, ?2, ?3, ?4, ?5, ",
+        newest_seq!(),
+        " + 1
+         WHERE EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.agent_id = ?2 AND e.enabled = 1 AND ",
+        subscribed!("?3"),
+        ")"
+    ))?;
     for event in events {
-        // One statement asks whether anyone wants the event and writes it
-        // with the next number. The counter moves after, by a statement
-        // of its own: `UPDATE … RETURNING` would build a temporary table
-        // for its one row on every event.
-        let written = conn
-            .prepare_cached(concat!(
-                "INSERT INTO webhook_messages (id, agent_id, event_type, payload, created_at, seq)
-                 SELECT ?1, ?2, ?3, ?4, ?5, (SELECT last + 1 FROM webhook_sequence)
-                 WHERE EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.agent_id = ?2 AND e.enabled = 1 AND ",
-                subscribed!("?3"),
-                ")"
-            ))?
-            .execute(params![
-                event.id,
-                agent.0,
-                event.event_type.name(),
-                event.payload,
-                event.created_at.as_micros(),
-            ])?;
-        if written == 0 {
-            continue;
-        }
-        let counted = conn
-            .prepare_cached("UPDATE webhook_sequence SET last = last + 1")?
-            .execute([])?;
-        if counted != 1 {
-            return Err(StoreError::Backend(format!(
-                "the outbox's counter moved {counted} times for one message"
-            )));
-        }
+        insert.execute(params![
+            event.id,
+            agent.0,
+            event.event_type.name(),
+            event.payload,
+            event.created_at.as_micros(),
+        ])?;
     }
     Ok(())
 }
@@ -147,8 +149,9 @@ pub(super) fn create_endpoint(
         concat!(
             "INSERT INTO webhook_endpoints (",
             endpoint_columns!(),
-            ", outbox_position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                 (SELECT last FROM webhook_sequence))"
+            ", outbox_position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ",
+            newest_seq!(),
+            ")"
         ),
         endpoint,
     )?;
@@ -235,8 +238,8 @@ fn park(
 ) -> Result<(), StoreError> {
     let mut queue = conn.prepare_cached(concat!(
         "INSERT INTO webhook_deliveries
-             (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at)
-         SELECT e.id, m.id, m.agent_id, 0, 0, m.created_at, 0, m.created_at
+             (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at, message_seq)
+         SELECT e.id, m.id, m.agent_id, 0, 0, m.created_at, 0, m.created_at, m.seq
          FROM webhook_endpoints e JOIN webhook_messages m ON m.agent_id = e.agent_id AND m.seq > ?3 AND m.seq <= ?4
          WHERE e.agent_id = ?1 AND e.id = ?2 AND ",
         subscribed!("m.event_type"),
@@ -266,10 +269,11 @@ fn read_from_newest(
     agent: AgentId,
     id: &str,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE webhook_endpoints SET outbox_position = (SELECT last FROM webhook_sequence)
-         WHERE agent_id = ?1 AND id = ?2",
-    )?
+    conn.prepare_cached(concat!(
+        "UPDATE webhook_endpoints SET outbox_position = ",
+        newest_seq!(),
+        " WHERE agent_id = ?1 AND id = ?2"
+    ))?
     .execute(params![agent.0, id])?;
     cursors.forget(id);
     Ok(())
@@ -397,7 +401,7 @@ pub(super) fn claim_deliveries(
     });
     let mut due = conn.prepare_cached(
         "SELECT d.attempts, m.id, m.event_type, m.payload, m.created_at
-         FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id
+         FROM webhook_deliveries d JOIN webhook_messages m ON m.seq = d.message_seq
          WHERE d.endpoint_id = ?1 AND d.state = 0 AND d.next_attempt_at <= ?2 AND d.leased_until <= ?2
          ORDER BY d.next_attempt_at LIMIT ?3",
     )?;
@@ -605,13 +609,13 @@ pub(super) fn record_attempts(
                     // with this message out.
                     conn.prepare_cached(
                         "INSERT INTO webhook_deliveries
-                             (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at)
-                         SELECT ?1, id, agent_id, ?3, ?4, ?5, 0, created_at FROM webhook_messages WHERE id = ?2
+                             (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at, message_seq)
+                         SELECT ?1, id, agent_id, ?3, ?4, ?5, 0, created_at, seq FROM webhook_messages WHERE seq = ?2
                          ON CONFLICT DO UPDATE SET
                              state = excluded.state, attempts = excluded.attempts,
                              next_attempt_at = excluded.next_attempt_at, leased_until = 0",
                     )?
-                    .execute(params![r.endpoint_id, r.message_id, state, r.attempt, next_at.as_micros()])?;
+                    .execute(params![r.endpoint_id, seq, state, r.attempt, next_at.as_micros()])?;
                 }
                 if let Some(cursor) = reader.cursors.get_mut(&r.endpoint_id) {
                     cursor.finish(seq);
@@ -760,37 +764,56 @@ pub(super) fn delivery_counts(conn: &Connection) -> Result<(u64, u64, u64), Stor
 /// Deletes up to `limit` attempts and up to `limit` messages older than
 /// `before`, with their finished deliveries. A message is kept while a
 /// delivery of it waits (to a disabled endpoint, say) or an enabled
-/// endpoint's cursor has not passed it. Message ids sort by creation, so
-/// `before_message_id` bounds the old ones.
+/// endpoint's cursor has not passed it.
+///
+/// Each looks at the oldest `limit` rows only (attempts by id, messages by
+/// number, both in the order they were written) and takes those old
+/// enough: asked for rows older than a time, with none that old, SQLite
+/// would read the whole table to find out.
 pub(super) fn prune_history(
     conn: &Connection,
     before: Timestamp,
-    before_message_id: &str,
     limit: usize,
 ) -> Result<usize, StoreError> {
     let limit = super::sql_limit(limit);
     let mut pruned = conn
         .prepare_cached(
             "DELETE FROM webhook_attempts WHERE id IN
-                 (SELECT id FROM webhook_attempts WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
+                 (SELECT id FROM (SELECT id, created_at FROM webhook_attempts ORDER BY id LIMIT ?2)
+                  WHERE created_at < ?1)",
         )?
         .execute(params![before.as_micros(), limit])?;
-    let old: Vec<String> = conn
-        .prepare_cached("SELECT id FROM webhook_messages WHERE id < ?1 ORDER BY id LIMIT ?2")?
-        .query_map(params![before_message_id, limit], |row| row.get(0))?
+    let old: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT seq, id FROM (SELECT seq, id, created_at FROM webhook_messages ORDER BY seq LIMIT ?2)
+             WHERE created_at < ?1",
+        )?
+        .query_map(params![before.as_micros(), limit], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
         .collect::<Result<_, _>>()?;
+    if old.is_empty() {
+        return Ok(pruned);
+    }
+    // The newest message may go too: its number is kept, never to be
+    // given out again (see `newest_seq!`).
+    run_cached(
+        conn,
+        "UPDATE webhook_sequence SET last = (SELECT max(seq) FROM webhook_messages)
+         WHERE last < (SELECT max(seq) FROM webhook_messages)",
+    )?;
     // Each statement taken from the cache once for the batch.
     let mut delete_finished =
         conn.prepare_cached("DELETE FROM webhook_deliveries WHERE message_id = ?1 AND state <> 0")?;
     let mut delete_message = conn.prepare_cached(
-        "DELETE FROM webhook_messages AS m WHERE m.id = ?1
-         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE message_id = ?1)
+        "DELETE FROM webhook_messages AS m WHERE m.seq = ?1
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE message_id = ?2)
          AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e
                          WHERE e.agent_id = m.agent_id AND e.enabled = 1 AND e.outbox_position < m.seq)",
     )?;
-    for id in old {
+    for (seq, id) in old {
         pruned += delete_finished.execute([&id])?;
-        pruned += delete_message.execute([&id])?;
+        pruned += delete_message.execute(params![seq, id])?;
     }
     Ok(pruned)
 }
