@@ -261,6 +261,9 @@ async fn a_delivery_is_signed_and_carries_the_user_as_the_api_shows_it() {
         "content-type {:?}",
         event.header("content-type")
     );
+    // Host names the receiver as its URL does: the port is not http's own.
+    let authority = receiver.url("").trim_start_matches("http://").to_owned();
+    assert_eq!(event.header("host"), Some(authority.as_str()));
     let sent_at: i64 = event.header("webhook-timestamp").unwrap().parse().unwrap();
     let now_secs = SystemClock.now().as_micros() / 1_000_000;
     assert!(

@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -114,6 +114,9 @@ impl WebhookClient {
             // each answer beyond the cap closes its connection and the next
             // send opens a new one.
             .pool_max_idle_per_host(settings.concurrency)
+            // Each target carries its `Host` header, made once (see
+            // [`Target`]); the client would format it for every request.
+            .set_host(false)
             .build(connector);
         Ok(Self {
             client,
@@ -121,20 +124,21 @@ impl WebhookClient {
         })
     }
 
-    /// Posts `body` as JSON with `headers` to `uri`. An error says why no
-    /// answer came, in words fit to store: never the URL, whose query may
-    /// carry a token.
+    /// Posts `body` as JSON with `headers` to `target`. An error says why
+    /// no answer came, in words fit to store: never the URL, whose query
+    /// may carry a token.
     pub async fn post(
         &self,
-        uri: Uri,
+        target: &Target,
         mut headers: HeaderMap,
         body: String,
     ) -> Result<Answer, String> {
+        headers.insert(HOST, target.host.clone());
         headers.insert(CONTENT_TYPE, JSON);
         headers.insert(USER_AGENT, AGENT);
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = uri;
+        *request.uri_mut() = target.uri.clone();
         *request.headers_mut() = headers;
 
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -197,14 +201,32 @@ fn check_literal_address(url: &str, allow_insecure: bool) -> Result<(), String> 
     }
 }
 
+/// Where deliveries to one URL go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub uri: Uri,
+    /// The `Host` header: the host, and the port unless it is the
+    /// scheme's own.
+    pub host: HeaderValue,
+}
+
 /// The URL as a request target. Read by the WHATWG rules first, which
 /// percent-encode what a request line cannot carry (text beyond ASCII in
 /// the path, say), and without its fragment, which is never sent.
-fn request_target(url: &str) -> Result<Uri, String> {
-    let mut parsed =
-        url::Url::parse(url).map_err(|e| format!("the endpoint's URL does not parse: {e}"))?;
+fn request_target(url: &str) -> Result<Target, String> {
+    let unusable = |e: &dyn std::fmt::Display| format!("the endpoint's URL does not parse: {e}");
+    let mut parsed = url::Url::parse(url).map_err(|e| unusable(&e))?;
     parsed.set_fragment(None);
-    Uri::try_from(parsed.as_str()).map_err(|e| format!("the endpoint's URL does not parse: {e}"))
+    let uri = Uri::try_from(parsed.as_str()).map_err(|e| unusable(&e))?;
+    let host = parsed.host_str().ok_or_else(|| unusable(&"no host"))?;
+    // `port()` is `None` for the scheme's own port: the WHATWG parser
+    // drops it.
+    let host = match parsed.port() {
+        Some(port) => HeaderValue::try_from(format!("{host}:{port}")),
+        None => HeaderValue::try_from(host),
+    }
+    .map_err(|e| unusable(&e))?;
+    Ok(Target { uri, host })
 }
 
 /// Distinct URLs remembered at most; past this the memory starts over
@@ -218,7 +240,7 @@ const MAX_TARGETS: usize = 1024;
 pub struct Targets {
     /// The setting every check is made under, fixed for the process.
     allow_insecure: bool,
-    checked: HashMap<String, Result<Uri, String>>,
+    checked: HashMap<String, Result<Target, String>>,
 }
 
 impl Targets {
@@ -230,7 +252,7 @@ impl Targets {
     }
 
     /// Where a delivery to `url` goes, or why it cannot go there.
-    pub fn get(&mut self, url: &str) -> Result<Uri, String> {
+    pub fn get(&mut self, url: &str) -> Result<Target, String> {
         if let Some(target) = self.checked.get(url) {
             return target.clone();
         }
@@ -255,7 +277,7 @@ mod tests {
         let mut targets = Targets::new(false);
         let url = "https://hooks.example.com/in?token=t";
         let first = targets.get(url).unwrap();
-        assert_eq!(first.to_string(), url);
+        assert_eq!(first.uri.to_string(), url);
         assert_eq!(targets.get(url).unwrap(), first);
         assert_eq!(targets.checked.len(), 1);
         // Refusals are remembered too, and say why.
@@ -288,7 +310,26 @@ mod tests {
             ),
         ];
         for (url, want) in cases {
-            assert_eq!(targets.get(url).unwrap().to_string(), want, "{url}");
+            assert_eq!(targets.get(url).unwrap().uri.to_string(), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_host_header_names_the_port_only_when_it_is_not_the_schemes() {
+        let mut targets = Targets::new(true);
+        let cases = [
+            ("https://Hooks.Example.COM:443/in", "hooks.example.com"),
+            (
+                "https://hooks.example.com:8443/in",
+                "hooks.example.com:8443",
+            ),
+            ("http://127.0.0.1:80/in", "127.0.0.1"),
+            ("http://127.0.0.1:8080/in", "127.0.0.1:8080"),
+            ("https://[2606:4700::1111]:8443/x", "[2606:4700::1111]:8443"),
+            ("https://[2606:4700::1111]/x", "[2606:4700::1111]"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(targets.get(url).unwrap().host, want, "{url}");
         }
     }
 

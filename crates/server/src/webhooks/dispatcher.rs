@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use endusers_core::{RetrySchedule, Timestamp};
 use endusers_store::{AttemptRecord, Claim, Delivery, NextStep};
-use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::WebhookSettings;
-use super::client::{self, WebhookClient};
+use super::client::{self, Target, WebhookClient};
 use super::signature::{self, EndpointSecret};
 use crate::AppState;
 
@@ -248,13 +248,13 @@ impl Outcome {
 }
 
 impl Attempt {
-    async fn deliver(self, mut delivery: Delivery, target: Result<Uri, String>) {
+    async fn deliver(self, mut delivery: Delivery, target: Result<Target, String>) {
         let settings = &self.state.config.webhooks;
         let started = Instant::now();
         // The body moves into the request; nothing after the send needs it.
         let payload = std::mem::take(&mut delivery.payload);
         let outcome = match target {
-            Ok(url) => self.send(url, &delivery, payload).await,
+            Ok(target) => self.send(&target, &delivery, payload).await,
             Err(refused) => Outcome::failed(refused),
         };
         let at = self.state.clock.now();
@@ -291,7 +291,7 @@ impl Attempt {
         }
     }
 
-    async fn send(&self, uri: Uri, delivery: &Delivery, payload: String) -> Outcome {
+    async fn send(&self, target: &Target, delivery: &Delivery, payload: String) -> Outcome {
         let mut secrets = Vec::with_capacity(2);
         for text in std::iter::once(&delivery.secret).chain(delivery.previous_secret.as_ref()) {
             match EndpointSecret::parse(text.expose()) {
@@ -317,14 +317,15 @@ impl Attempt {
             return Outcome::failed("the message id cannot be sent as a header".to_owned());
         };
         let timestamp = HeaderValue::from(timestamp);
-        let mut headers = HeaderMap::with_capacity(8);
+        // These six, and the client's Host, Content-Type and User-Agent.
+        let mut headers = HeaderMap::with_capacity(9);
         headers.insert(WEBHOOK_ID, id.clone());
         headers.insert(WEBHOOK_TIMESTAMP, timestamp.clone());
         headers.insert(WEBHOOK_SIGNATURE, signature.clone());
         headers.insert(SVIX_ID, id);
         headers.insert(SVIX_TIMESTAMP, timestamp);
         headers.insert(SVIX_SIGNATURE, signature);
-        match self.client.post(uri, headers, payload).await {
+        match self.client.post(target, headers, payload).await {
             Ok(answer) => Outcome {
                 status: Some(answer.status.as_u16()),
                 error: (!answer.status.is_success())
