@@ -41,15 +41,21 @@ pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
+    /// A database in memory with the first `applied` migrations.
+    fn database_at(applied: usize) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_in_memory()?;
+        for sql in &MIGRATIONS[..applied] {
+            conn.execute_batch(sql)?;
+        }
+        Ok(conn)
+    }
+
     /// A database made before cursors: its messages are numbered in id
     /// (creation) order, and its endpoints start at the newest, since each
     /// already has a delivery row for every message it wants.
     #[test]
     fn outbox_cursors_start_after_the_rows_a_database_already_has() -> rusqlite::Result<()> {
-        let conn = Connection::open_in_memory()?;
-        for sql in &MIGRATIONS[..7] {
-            conn.execute_batch(sql)?;
-        }
+        let conn = database_at(7)?;
         conn.execute_batch(
             "INSERT INTO webhook_endpoints (agent_id, id, url, enabled, secret, created_at, updated_at)
                  VALUES (1, 'ep_1', 'https://example.com/', 1, 'whsec_x', 0, 0);
@@ -75,10 +81,7 @@ mod tests {
     /// had, and delivery rows learn their message's number.
     #[test]
     fn messages_keep_their_numbers_and_deliveries_learn_them() -> rusqlite::Result<()> {
-        let conn = Connection::open_in_memory()?;
-        for sql in &MIGRATIONS[..8] {
-            conn.execute_batch(sql)?;
-        }
+        let conn = database_at(8)?;
         conn.execute_batch(
             "INSERT INTO webhook_messages (id, agent_id, event_type, payload, created_at, seq)
                  VALUES ('msg_b', 1, 'v1.end_user.updated', '{\"b\":1}', 20, 7),
