@@ -260,6 +260,19 @@ impl SqliteStore {
         self.submit(Job::new(f, reply), answer).await
     }
 
+    /// [`Self::write`] for work that can only refuse before its first
+    /// change and keeps nothing outside the database: it shares its
+    /// transaction without a savepoint of its own (see
+    /// [`Job::unguarded`]).
+    async fn write_unguarded<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::new(f, reply).unguarded(), answer).await
+    }
+
     /// Queues `job` for the writer and waits for its answer.
     async fn submit<T>(
         &self,
@@ -387,7 +400,9 @@ impl Store for SqliteStore {
         sensitive: Vec<SensitiveChange>,
         events: Vec<OutboxEvent>,
     ) -> Result<Created, StoreError> {
-        self.write(move |conn| {
+        // Refusals (a taken external id answers the user who has it) come
+        // before the first change.
+        self.write_unguarded(move |conn| {
             let created = end_users::create(conn, user)?;
             if let Created::New(user) = &created {
                 sensitive::apply(conn, user.agent_id, user.end_user_id, &sensitive)?;
@@ -438,7 +453,9 @@ impl Store for SqliteStore {
         mutation: Mutation,
         sensitive: Vec<SensitiveChange>,
     ) -> Result<Option<Updated>, StoreError> {
-        self.write(move |conn| {
+        // Refusals (not found, the mutation's own, a taken external id in
+        // the row's one UPDATE) come before the first change.
+        self.write_unguarded(move |conn| {
             let Some((user, applied)) = end_users::update(conn, agent, id, mutation)? else {
                 return Ok(None);
             };
