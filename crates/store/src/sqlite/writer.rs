@@ -102,7 +102,9 @@ impl<T, F> Job<T, F> {
     /// keeps no state outside the database: it runs without a savepoint of
     /// its own. A savepoint copies every page the write changes into a
     /// journal first, three or four pages for each PATCH in a shared
-    /// transaction, 3 % of the server's CPU delivering webhooks.
+    /// transaction: in a perf profile delivering webhooks, those copies
+    /// took 1.2 % of the server's samples, and 0.5 % once creating and
+    /// updating users went without.
     pub(crate) fn unguarded(mut self) -> Self {
         self.guarded = false;
         self
