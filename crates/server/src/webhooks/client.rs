@@ -129,16 +129,16 @@ impl WebhookClient {
     /// may carry a token.
     pub async fn post(
         &self,
-        target: &Target,
+        target: Target,
         mut headers: HeaderMap,
         body: String,
     ) -> Result<Answer, String> {
-        headers.insert(HOST, target.host.clone());
+        headers.insert(HOST, target.host);
         headers.insert(CONTENT_TYPE, JSON);
         headers.insert(USER_AGENT, AGENT);
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = target.uri.clone();
+        *request.uri_mut() = target.uri;
         *request.headers_mut() = headers;
 
         let deadline = tokio::time::Instant::now() + self.timeout;

@@ -254,7 +254,7 @@ impl Attempt {
         // The body moves into the request; nothing after the send needs it.
         let payload = std::mem::take(&mut delivery.payload);
         let outcome = match target {
-            Ok(target) => self.send(&target, &delivery, payload).await,
+            Ok(target) => self.send(target, &delivery, payload).await,
             Err(refused) => Outcome::failed(refused),
         };
         let at = self.state.clock.now();
@@ -291,7 +291,7 @@ impl Attempt {
         }
     }
 
-    async fn send(&self, target: &Target, delivery: &Delivery, payload: String) -> Outcome {
+    async fn send(&self, target: Target, delivery: &Delivery, payload: String) -> Outcome {
         let mut secrets = Vec::with_capacity(2);
         for text in std::iter::once(&delivery.secret).chain(delivery.previous_secret.as_ref()) {
             match EndpointSecret::parse(text.expose()) {
