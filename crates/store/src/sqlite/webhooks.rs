@@ -63,23 +63,20 @@ pub(super) fn record_events(
     agent: AgentId,
     events: &[OutboxEvent],
 ) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    // The number is read once and counted on here: an INSERT that reads
-    // its own table (as `newest_seq!` does) copies what it reads into a
-    // temporary table first, about 10,000 instructions a message.
-    let mut newest: i64 = conn
-        .prepare_cached(concat!("SELECT ", newest_seq!()))?
-        .query_row([], |row| row.get(0))?;
-    // One statement asks whether anyone wants the event and writes it.
+    // One statement asks whether anyone wants the event and writes it,
+    // numbered by the table itself: a new rowid is the largest plus one.
+    // (Reading the number in the statement would make SQLite copy what it
+    // reads of its own table into a temporary table first, and reading it
+    // in a statement of its own would cost every write with events one
+    // more, wanted or not.)
     let mut insert = conn.prepare_cached(concat!(
-        "INSERT INTO webhook_messages (id, agent_id, event_type, payload, created_at, seq)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6
+        "INSERT INTO webhook_messages (id, agent_id, event_type, payload, created_at)
+         SELECT ?1, ?2, ?3, ?4, ?5
          WHERE EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.agent_id = ?2 AND e.enabled = 1 AND ",
         subscribed!("?3"),
         ")"
     ))?;
+    let mut numbered = false;
     for event in events {
         let written = insert.execute(params![
             event.id,
@@ -87,9 +84,18 @@ pub(super) fn record_events(
             event.event_type.name(),
             event.payload,
             event.created_at.as_micros(),
-            newest + 1,
         ])?;
-        newest += i64::try_from(written).unwrap_or(0);
+        if written == 1 && !numbered {
+            numbered = true;
+            // Only after pruning took the newest message can the table's
+            // number be one given out before; the counter kept it (see
+            // `newest_seq!`). Messages after this one follow it.
+            conn.prepare_cached(
+                "UPDATE webhook_messages SET seq = (SELECT last + 1 FROM webhook_sequence)
+                 WHERE seq = ?1 AND seq <= (SELECT last FROM webhook_sequence)",
+            )?
+            .execute([conn.last_insert_rowid()])?;
+        }
     }
     Ok(())
 }
