@@ -83,10 +83,14 @@ impl InFlight {
     fn start(&mut self, claimed: &[Delivery]) {
         self.claiming = false;
         for delivery in claimed {
-            *self
-                .per_endpoint
-                .entry(delivery.endpoint_id.clone())
-                .or_default() += 1;
+            // The id is copied only for an endpoint not yet counted, not
+            // once per delivery as `entry` would.
+            match self.per_endpoint.get_mut(&delivery.endpoint_id) {
+                Some(n) => *n += 1,
+                None => {
+                    self.per_endpoint.insert(delivery.endpoint_id.clone(), 1);
+                }
+            }
         }
         self.total += claimed.len();
         if let Some(last) = claimed.last() {
@@ -267,9 +271,16 @@ impl Attempt {
                 status = ?outcome.status, error = ?outcome.error, "webhook delivery failed"
             );
         }
+        // A claim takes every due delivery its slots allow, so a finished
+        // one only leaves work behind where the slots ran out; elsewhere a
+        // wake-up would only make the dispatcher claim again for nothing
+        // (a job for the store's writer each time). Counted out before the
+        // record is sent, so that the record can take the endpoint's id;
+        // the lease keeps the delivery from being handed out meanwhile.
+        let wake = lock(&self.in_flight).finish(&delivery.endpoint_id, settings);
         let record = AttemptRecord {
             agent_id: delivery.agent_id,
-            endpoint_id: delivery.endpoint_id.clone(),
+            endpoint_id: delivery.endpoint_id,
             message_id: delivery.message_id,
             event_type: delivery.event_type,
             attempt,
@@ -282,11 +293,7 @@ impl Attempt {
         };
         self.state.webhook_metrics.finished(&record.next);
         let _ = self.records.send(record);
-        // A claim takes every due delivery its slots allow, so a finished
-        // one only leaves work behind where the slots ran out; elsewhere a
-        // wake-up would only make the dispatcher claim again for nothing
-        // (a job for the store's writer each time).
-        if lock(&self.in_flight).finish(&delivery.endpoint_id, settings) {
+        if wake {
             self.wakeup.notify_one();
         }
     }
