@@ -181,10 +181,50 @@ pub struct Conversation {
     pub agent_id: AgentId,
 }
 
+/// Ending a conversation that has already ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the conversation has already ended")]
+pub struct AlreadyEnded;
+
+impl Conversation {
+    /// Ends the conversation at `now`. A conversation ends once: ending it
+    /// again is refused and changes nothing.
+    pub fn end(&mut self, now: Timestamp) -> Result<(), AlreadyEnded> {
+        if self.status == ConversationStatus::Ended {
+            return Err(AlreadyEnded);
+        }
+        self.status = ConversationStatus::Ended;
+        self.updated_at = now;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_conversation_ends_once() {
+        let start = Timestamp::from_micros(1);
+        let ids = crate::IdGenerator::new();
+        let mut c = Conversation {
+            id: ids.next(start, 1),
+            channel_id: ids.next(start, 2),
+            end_user_id: None,
+            status: ConversationStatus::Active,
+            metadata: ScalarMap::default(),
+            created_at: start,
+            updated_at: start,
+            agent_id: AgentId(1),
+        };
+        assert_eq!(c.end(Timestamp::from_micros(5)), Ok(()));
+        assert_eq!(c.status, ConversationStatus::Ended);
+        assert_eq!(c.updated_at, Timestamp::from_micros(5));
+        let ended = c.clone();
+        assert_eq!(c.end(Timestamp::from_micros(9)), Err(AlreadyEnded));
+        assert_eq!(c, ended, "ending twice changes nothing");
+    }
 
     fn object(v: Value) -> Map<String, Value> {
         match v {

@@ -42,18 +42,20 @@ pub mod id;
 pub mod json;
 mod language;
 pub mod metadata;
+pub mod orphan;
 pub mod rate_limit;
 pub mod retry;
 pub mod sensitive;
 mod text;
 pub mod time;
+pub mod webhook;
 pub mod wire;
 
 pub use agent::{AgentHandle, AgentId};
 pub use avatar::AvatarUrl;
 pub use changes::{Change, EndUserChanges, ProfileChanges, ProfilePolicy, VolatileKeys};
 pub use conversation::{
-    Channel, Conversation, ConversationStatus, Modality, ScalarMap, ScalarValue,
+    AlreadyEnded, Channel, Conversation, ConversationStatus, Modality, ScalarMap, ScalarValue,
 };
 pub use email::Email;
 pub use end_user::{EndUser, Profile, SystemProperties};
@@ -65,8 +67,10 @@ pub use id::{EndUserId, IdGenerator, IdText};
 pub use json::WriteJson;
 pub use language::LanguageTag;
 pub use metadata::{Metadata, MetadataPatch, MetadataValue};
+pub use orphan::OrphanRule;
 pub use rate_limit::{Decision, RatePolicy, Window};
 pub use retry::RetrySchedule;
 pub use sensitive::{SensitiveKey, SensitivePatch, SensitiveValue};
 pub use text::ProfileText;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use webhook::{Answer, DeliveryState, NextStep, QueueTransition, Standing};

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use endusers_store::NextStep;
+use endusers_core::NextStep;
 
 use crate::AppState;
 

@@ -904,6 +904,52 @@ async fn gone_disables_the_endpoint_at_once_and_enabling_it_resumes_delivery() {
     assert_verifies(&secret, delivered.last().unwrap());
 }
 
+/// Disabling an endpoint and enabling it again while its deliveries are
+/// out sends none of them a second time while its attempt is still out,
+/// and none that answered 2xx ever again: each message arrives once, and
+/// one that failed is retried once, on its schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toggling_an_endpoint_while_deliveries_are_out_sends_nothing_twice() {
+    const USERS: usize = 20;
+    let receiver = Receiver::start().await;
+    let app = spawn(settings(&[300, 60_000])).await;
+    let path = "/slow/hook";
+    let (id, _) = endpoint(&app, &receiver.url(path)).await;
+    // Every first attempt takes 700 ms; every other one fails. Later
+    // requests answer at once.
+    receiver.script(
+        path,
+        (0..USERS).map(|n| Reply::Slow(ms(700), if n % 2 == 0 { 200 } else { 500 })),
+    );
+    receiver.set(path, Reply::Status(200));
+    for _ in 0..USERS {
+        app.create_user(&json!({})).await;
+    }
+    receiver.wait_count(path, USERS, PROMPTLY).await;
+    for enabled in [false, true] {
+        let response = app
+            .patch(&webhook_path(&id), &json!({ "enabled": enabled }))
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text);
+    }
+    // The originals answer, the failed ones are retried 300 ms later.
+    tokio::time::sleep(ms(2000)).await;
+    let mut per_message: HashMap<String, usize> = HashMap::new();
+    for request in receiver.received(path) {
+        *per_message.entry(request.id().to_owned()).or_default() += 1;
+    }
+    let mut counts: Vec<usize> = per_message.values().copied().collect();
+    counts.sort_unstable();
+    let mut expected = vec![1; USERS / 2];
+    expected.extend(vec![2; USERS / 2]);
+    assert_eq!(
+        counts,
+        expected,
+        "each of {USERS} messages once, the {} that failed twice",
+        USERS / 2
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 7. Disabling after a long run of failures
 

@@ -27,7 +27,7 @@ pub use model::{
     AgentLimits, ConversationMutation, NewConversation, StartedConversation, WriteStats,
 };
 pub use webhook_model::{
-    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, SigningSecret,
+    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, Lease, NextStep, SigningSecret,
     WebhookEndpoint,
 };
 

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use endusers_core::{AgentId, Timestamp};
+pub use endusers_core::NextStep;
+use endusers_core::{AgentId, Standing, Timestamp};
 
 /// An endpoint's signing secret (`whsec_…`). `Debug` never shows it, so an
 /// endpoint or a delivery can be logged whole.
@@ -45,6 +46,22 @@ pub struct WebhookEndpoint {
     pub updated_at: Timestamp,
 }
 
+impl WebhookEndpoint {
+    /// Enables or disables the endpoint by hand, as [`Standing::set_enabled`]
+    /// says: enabling starts afresh.
+    pub fn set_enabled(&mut self, enabled: bool) {
+        let mut standing = Standing {
+            enabled: self.enabled,
+            failing_since: self.failing_since,
+            disabled_reason: self.disabled_reason.take(),
+        };
+        standing.set_enabled(enabled);
+        self.enabled = standing.enabled;
+        self.failing_since = standing.failing_since;
+        self.disabled_reason = standing.disabled_reason;
+    }
+}
+
 /// A change to one endpoint, computed inside the write transaction.
 pub type EndpointMutation = Box<dyn FnOnce(&mut WebhookEndpoint) + Send>;
 
@@ -63,9 +80,26 @@ pub struct Delivery {
     /// Attempts made before this one.
     pub attempts: u32,
     pub message_created_at: Timestamp,
-    /// The message's place in the outbox when it was read through the
-    /// endpoint's cursor; `None` for a delivery row (a retry).
-    pub outbox_seq: Option<i64>,
+    /// The backend's hold on this delivery, handed back with its attempt.
+    pub lease: Lease,
+}
+
+/// A backend's hold on one delivery it handed out. The dispatcher hands it
+/// back in the attempt's record and never looks inside: what it holds
+/// (a place in an outbox, a row) is the backend's own business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease(i64);
+
+impl Lease {
+    /// For backends: a lease carrying `token`.
+    pub const fn from_backend(token: i64) -> Self {
+        Self(token)
+    }
+
+    /// For backends: the token the lease was made with.
+    pub const fn backend_token(self) -> i64 {
+        self.0
+    }
 }
 
 /// What became of one attempt, as the dispatcher decided it.
@@ -82,18 +116,8 @@ pub struct AttemptRecord {
     pub duration_ms: u64,
     pub at: Timestamp,
     pub next: NextStep,
-    /// The delivery's [`Delivery::outbox_seq`].
-    pub outbox_seq: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NextStep {
-    Delivered,
-    RetryAt(Timestamp),
-    /// The schedule is spent: the delivery failed for good.
-    GiveUp,
-    /// The receiver said 410 Gone: disable the endpoint now.
-    DisableEndpoint(String),
+    /// The delivery's [`Delivery::lease`].
+    pub lease: Lease,
 }
 
 /// One row of an endpoint's attempt log.

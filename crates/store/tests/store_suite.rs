@@ -938,7 +938,7 @@ fn record(d: &Delivery, next: NextStep, at: Timestamp) -> AttemptRecord {
         duration_ms: 3,
         at,
         next,
-        outbox_seq: d.outbox_seq,
+        lease: d.lease,
     }
 }
 
@@ -1471,6 +1471,90 @@ async fn closing_refuses_later_calls(f: Fixture) {
     ));
 }
 
+/// Disabling and enabling an endpoint while deliveries to it are out
+/// sends none of them again before its attempt has answered; the answer
+/// then settles the copy its queue kept: an arrival drops it, a failure
+/// puts it on its schedule.
+async fn toggling_an_endpoint_while_deliveries_are_out_sends_none_of_them_twice(f: Fixture) {
+    let a = f.default_agent().await;
+    f.webhook(a, "ep_1", &[]).await;
+    f.users_with_events(a, 3).await;
+    let secs = |n| NOW.saturating_add(std::time::Duration::from_secs(n));
+    let out = f.claim(NOW, secs(30), room(10, &[])).await;
+    assert_eq!(out.len(), 3);
+    f.set_enabled(a, "ep_1", false).await;
+    f.set_enabled(a, "ep_1", true).await;
+    assert!(
+        f.claim(secs(1), secs(31), room(10, &[])).await.is_empty(),
+        "every message is out until its lease ends"
+    );
+    f.record(
+        vec![
+            record(&out[0], NextStep::Delivered, secs(2)),
+            record(&out[1], NextStep::RetryAt(secs(5)), secs(2)),
+            record(&out[2], NextStep::GiveUp, secs(2)),
+        ],
+        NOW,
+    )
+    .await;
+    let again: Vec<(String, u32)> = f
+        .claim(secs(60), secs(90), room(10, &[]))
+        .await
+        .into_iter()
+        .map(|d| (d.message_id, d.attempts))
+        .collect();
+    assert_eq!(
+        again,
+        [("msg_1".to_owned(), 1)],
+        "only the failed one, on its schedule: msg_0 arrived and msg_2 failed for good"
+    );
+    assert_eq!(f.store.delivery_counts().await.unwrap(), (1, 1, 1));
+}
+
+/// An endpoint deleted while its deliveries are out or waiting keeps
+/// nothing: the attempts that come back after it went leave no rows that
+/// nothing would send and nothing would prune.
+async fn attempts_at_a_deleted_endpoint_leave_nothing_behind(f: Fixture) {
+    let a = f.default_agent().await;
+    f.webhook(a, "ep_1", &[]).await;
+    f.users_with_events(a, 2).await;
+    // Failing since long before: not a failure long enough to disable.
+    let long_before = Timestamp::from_micros(0);
+    let out = f.claim(NOW, NOW, room(1, &[])).await;
+    f.record(
+        vec![record(&out[0], NextStep::RetryAt(NOW), NOW)],
+        long_before,
+    )
+    .await;
+    // One delivery from a row (the retry), one read from the outbox.
+    let mut out = f.claim(NOW, NOW, room(10, &[])).await;
+    out.sort_by(|x, y| x.message_id.cmp(&y.message_id));
+    let ids: Vec<(&str, u32)> = out
+        .iter()
+        .map(|d| (d.message_id.as_str(), d.attempts))
+        .collect();
+    assert_eq!(ids, [("msg_0", 1), ("msg_1", 0)]);
+    assert!(f.store.delete_webhook(a, "ep_1").await.unwrap());
+    let retry = NextStep::RetryAt(NOW);
+    f.record(
+        out.iter().map(|d| record(d, retry.clone(), NOW)).collect(),
+        long_before,
+    )
+    .await;
+    assert_eq!(f.store.delivery_counts().await.unwrap(), (0, 0, 0));
+    assert!(
+        f.store
+            .list_attempts(a, "ep_1", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A new endpoint of the same name starts with nothing.
+    f.webhook(a, "ep_1", &[]).await;
+    let far = NOW.saturating_add(std::time::Duration::from_secs(3600));
+    assert!(f.claim(far, far, room(10, &[])).await.is_empty());
+}
+
 macro_rules! suite {
     ($backend:ident: $($case:ident),* $(,)?) => {
         mod $backend {
@@ -1514,6 +1598,8 @@ suite!(sqlite:
     a_pruned_newest_message_keeps_its_number_to_itself,
     the_cursor_moves_past_finished_deliveries_only,
     a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more,
+    toggling_an_endpoint_while_deliveries_are_out_sends_none_of_them_twice,
+    attempts_at_a_deleted_endpoint_leave_nothing_behind,
 );
 
 /// Two stores on one file stand for two processes: only one reads the
@@ -1554,6 +1640,72 @@ async fn sqlite_one_process_reads_the_outbox_and_another_takes_over_at_once() {
         .unwrap();
     let ids: Vec<&str> = taken.iter().map(|d| d.message_id.as_str()).collect();
     assert_eq!(ids, ["msg_1"], "read on from where the first one got to");
+    second.close().await;
+}
+
+/// Two processes on one file: one reads the outbox and has deliveries out
+/// when the other disables the endpoint and enables it again. The copies
+/// the second parks wait for the first one's leases, and the first one's
+/// answers settle them: nothing is sent twice.
+#[tokio::test]
+async fn sqlite_a_toggle_in_another_process_sends_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, url, agent) = sqlite_store(&dir, "toggle.db").await;
+    let second = endusers_store::open(&url, NOW).await.unwrap();
+    let secs = |n| NOW.saturating_add(std::time::Duration::from_secs(n));
+    first
+        .create_webhook(endpoint(agent, "ep_1", &[]))
+        .await
+        .unwrap();
+    let f = Fixture {
+        store: first,
+        ids: IdGenerator::new(),
+        dir,
+    };
+    f.users_with_events(agent, 2).await;
+    let out = f.claim(NOW, secs(30), room(10, &[])).await;
+    assert_eq!(out.len(), 2);
+    // The second process's dispatcher claims too: only rows, none yet.
+    assert!(
+        second
+            .claim_deliveries(NOW, secs(30), room(10, &[]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for enabled in [false, true] {
+        second
+            .update_webhook(agent, "ep_1", Box::new(move |e| e.enabled = enabled))
+            .await
+            .unwrap();
+    }
+    for store in [&f.store, &second] {
+        assert!(
+            store
+                .claim_deliveries(secs(1), secs(31), room(10, &[]))
+                .await
+                .unwrap()
+                .is_empty(),
+            "both are still out"
+        );
+    }
+    f.record(
+        out.iter()
+            .map(|d| record(d, NextStep::Delivered, secs(2)))
+            .collect(),
+        NOW,
+    )
+    .await;
+    for store in [&f.store, &second] {
+        assert!(
+            store
+                .claim_deliveries(secs(3600), secs(3630), room(10, &[]))
+                .await
+                .unwrap()
+                .is_empty(),
+            "both arrived: nothing waits"
+        );
+    }
     second.close().await;
 }
 

@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use endusers_core::wire::Patch;
 use endusers_core::{
-    Conversation, ConversationStatus, EndUser, EndUserChanges, EndUserId, EventType, OutboxEvent,
-    ScalarMap,
+    AlreadyEnded, Conversation, ConversationStatus, EndUser, EndUserChanges, EndUserId, EventType,
+    OutboxEvent, ScalarMap,
 };
 use endusers_store::{ConversationMutation, NewConversation, StartedConversation, StoreError};
 use serde::{Deserialize, Serialize};
@@ -224,11 +224,8 @@ pub async fn end(
     let now = state.clock.now();
     let message_id = state.new_message_id(now);
     let mutation: ConversationMutation = Box::new(move |c: &mut Conversation| {
-        if c.status == ConversationStatus::Ended {
-            return Err(StoreError::State("the conversation has already ended"));
-        }
-        c.status = ConversationStatus::Ended;
-        c.updated_at = now;
+        c.end(now)
+            .map_err(|AlreadyEnded| StoreError::State("the conversation has already ended"))?;
         Ok(vec![OutboxEvent::conversation(
             EventType::ConversationEnded,
             c,

@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use endusers_core::wire::{CreateEndUserRequest, UpdateEndUserRequest};
 use endusers_core::{
-    AgentId, EndUser, EndUserChanges, EndUserId, EventType, ExternalId, OutboxEvent, Timestamp,
-    WriteJson,
+    AgentId, EndUser, EndUserChanges, EndUserId, EventType, ExternalId, OrphanRule, OutboxEvent,
+    Timestamp, WriteJson,
 };
 use endusers_store::{Applied, Created, Mutation, SensitiveChange};
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,12 @@ pub async fn create(
     let id = state.new_id(now);
     let mut user = EndUser::create(caller.agent, id, &changes, now, &state.config.policy)?;
     // It lives only if a conversation uses it in time.
-    user.orphan_until = Some(now.saturating_add(state.config.orphan_ttl));
+    user.orphan_until = Some(
+        OrphanRule {
+            ttl: state.config.orphan_ttl,
+        }
+        .deadline(now),
+    );
     let sensitive = sealed_changes(&state, &changes, caller.agent, id, now);
     let created = OutboxEvent::end_user(
         EventType::EndUserCreated,

@@ -242,12 +242,7 @@ pub async fn update(
             e.description = description;
         }
         if let Some(enabled) = enabled {
-            // Enabling starts afresh: no reason to be disabled, no streak.
-            if enabled && !e.enabled {
-                e.disabled_reason = None;
-                e.failing_since = None;
-            }
-            e.enabled = enabled;
+            e.set_enabled(enabled);
         }
         e.updated_at = now;
     });

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use endusers_core::{RetrySchedule, Timestamp};
-use endusers_store::{AttemptRecord, Claim, Delivery, NextStep};
+use endusers_core::webhook::{Answer, NextStep, next_step};
+use endusers_store::{AttemptRecord, Claim, Delivery};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
@@ -235,18 +235,16 @@ struct Attempt {
 
 /// What one HTTP exchange came to.
 struct Outcome {
-    status: Option<u16>,
+    answer: Answer,
     error: Option<String>,
-    retry_after: Option<Duration>,
 }
 
 impl Outcome {
     /// No answer: the request was not made, or got none.
     fn failed(error: String) -> Self {
         Self {
-            status: None,
+            answer: Answer::default(),
             error: Some(error),
-            retry_after: None,
         }
     }
 }
@@ -263,12 +261,18 @@ impl Attempt {
         };
         let at = self.state.clock.now();
         let attempt = delivery.attempts + 1;
-        let next = next_step(&outcome, attempt, at, &settings.retry_schedule);
+        let next = next_step(
+            outcome.answer,
+            attempt,
+            at,
+            &settings.retry_schedule,
+            rand::rng().random::<f64>(),
+        );
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if !matches!(next, NextStep::Delivered) {
             tracing::debug!(
                 endpoint = %delivery.endpoint_id, message = %delivery.message_id, attempt,
-                status = ?outcome.status, error = ?outcome.error, "webhook delivery failed"
+                status = ?outcome.answer.status, error = ?outcome.error, "webhook delivery failed"
             );
         }
         // A claim takes every due delivery its slots allow, so a finished
@@ -284,12 +288,12 @@ impl Attempt {
             message_id: delivery.message_id,
             event_type: delivery.event_type,
             attempt,
-            status_code: outcome.status,
+            status_code: outcome.answer.status,
             error: outcome.error,
             duration_ms,
             at,
             next,
-            outbox_seq: delivery.outbox_seq,
+            lease: delivery.lease,
         };
         self.state.webhook_metrics.finished(&record.next);
         let _ = self.records.send(record);
@@ -334,35 +338,16 @@ impl Attempt {
         headers.insert(SVIX_SIGNATURE, signature);
         match self.client.post(target, headers, payload).await {
             Ok(answer) => Outcome {
-                status: Some(answer.status.as_u16()),
+                answer: Answer {
+                    status: Some(answer.status.as_u16()),
+                    retry_after: answer.retry_after,
+                },
                 error: (!answer.status.is_success())
                     .then(|| format!("the endpoint answered {}", answer.status)),
-                retry_after: answer.retry_after,
             },
             Err(error) => Outcome::failed(error),
         }
     }
-}
-
-fn next_step(
-    outcome: &Outcome,
-    attempt: u32,
-    now: Timestamp,
-    schedule: &RetrySchedule,
-) -> NextStep {
-    match outcome.status {
-        Some(status) if (200..300).contains(&status) => return NextStep::Delivered,
-        Some(410) => return NextStep::DisableEndpoint("the endpoint answered 410 Gone".to_owned()),
-        _ => {}
-    }
-    let Some(wait) = schedule.wait_after(attempt, rand::rng().random::<f64>()) else {
-        return NextStep::GiveUp;
-    };
-    let wait = match outcome.status {
-        Some(429 | 503) => RetrySchedule::with_retry_after(wait, outcome.retry_after),
-        _ => wait,
-    };
-    NextStep::RetryAt(now.saturating_add(wait))
 }
 
 #[cfg(test)]
@@ -413,46 +398,5 @@ mod tests {
         let mut no_room = in_flight(&[("a", 2), ("b", 1)]);
         assert_eq!(no_room.begin_claim(&settings).limit, 0);
         assert!(!no_room.claiming);
-    }
-
-    fn outcome(status: Option<u16>, retry_after: Option<u64>) -> Outcome {
-        Outcome {
-            status,
-            error: None,
-            retry_after: retry_after.map(Duration::from_secs),
-        }
-    }
-
-    #[test]
-    fn the_answer_decides_what_comes_next() {
-        let now = Timestamp::from_micros(0);
-        let schedule = RetrySchedule::new(vec![Duration::from_secs(10)]);
-        assert_eq!(
-            next_step(&outcome(Some(204), None), 1, now, &schedule),
-            NextStep::Delivered
-        );
-        assert!(matches!(
-            next_step(&outcome(Some(410), None), 1, now, &schedule),
-            NextStep::DisableEndpoint(_)
-        ));
-        assert_eq!(
-            next_step(&outcome(Some(500), None), 2, now, &schedule),
-            NextStep::GiveUp
-        );
-        let NextStep::RetryAt(at) = next_step(&outcome(None, None), 1, now, &schedule) else {
-            panic!("a retry")
-        };
-        assert!((8_000_000..=12_000_000).contains(&at.as_micros()));
-        // Retry-After is honoured within [wait, 2 × wait], only on 429 and 503.
-        let NextStep::RetryAt(at) = next_step(&outcome(Some(429), Some(1000)), 1, now, &schedule)
-        else {
-            panic!("a retry")
-        };
-        assert!((16_000_000..=24_000_000).contains(&at.as_micros()));
-        let NextStep::RetryAt(at) = next_step(&outcome(Some(500), Some(1000)), 1, now, &schedule)
-        else {
-            panic!("a retry")
-        };
-        assert!(at.as_micros() <= 12_000_000);
     }
 }

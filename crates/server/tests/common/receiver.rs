@@ -96,6 +96,8 @@ pub enum Reply {
     RetryAfter(u16, String),
     /// Sleeps this long, then 200.
     Hang(Duration),
+    /// Sleeps this long, then answers this status.
+    Slow(Duration, u16),
     /// A status with a body of this many bytes, as many receivers answer
     /// (`{"ok":true}`, a page of HTML).
     WithBody(u16, usize),
@@ -178,6 +180,10 @@ async fn handle(
         Reply::Hang(sleep) => {
             tokio::time::sleep(sleep).await;
             StatusCode::OK.into_response()
+        }
+        Reply::Slow(sleep, code) => {
+            tokio::time::sleep(sleep).await;
+            status(code).into_response()
         }
         Reply::WithBody(code, length) => (status(code), "x".repeat(length)).into_response(),
         Reply::Redirect(code, location) => {

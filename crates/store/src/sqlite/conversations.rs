@@ -1,8 +1,8 @@
 //! Channels, conversations, and the end-user lifecycle they drive.
 
 use endusers_core::{
-    AgentId, Channel, Conversation, ConversationStatus, EndUserId, IdText, Modality, OutboxEvent,
-    ScalarMap, Timestamp,
+    AgentId, Channel, Conversation, ConversationStatus, EndUserId, IdText, Modality, OrphanRule,
+    OutboxEvent, ScalarMap, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -159,15 +159,17 @@ pub(super) fn start(
             let Some(user_id) = c.end_user_id else {
                 return Ok(StartedConversation::UnknownEndUser);
             };
+            let claim = OrphanRule::claim(c.created_at);
             let claimed = conn
                 .prepare_cached(
-                    "UPDATE end_users SET orphan_until = NULL, last_conversation_at = ?3
+                    "UPDATE end_users SET orphan_until = ?3, last_conversation_at = ?4
                      WHERE agent_id = ?1 AND id = ?2",
                 )?
                 .execute(params![
                     c.agent_id.0,
                     user_id.text().as_str(),
-                    c.created_at.as_micros()
+                    claim.orphan_until.map(Timestamp::as_micros),
+                    claim.last_conversation_at.as_micros()
                 ])?;
             if claimed == 0 {
                 return Ok(StartedConversation::UnknownEndUser);
@@ -230,15 +232,20 @@ pub(super) fn delete_orphans(
     now: Timestamp,
     limit: usize,
 ) -> Result<usize, StoreError> {
-    let orphans: Vec<(i64, String)> = conn
-        .prepare_cached("SELECT agent_id, id FROM end_users WHERE orphan_until <= ?1 LIMIT ?2")?
+    // The index on the deadline finds the candidates; the rule decides.
+    let orphans: Vec<(i64, String, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT agent_id, id, orphan_until FROM end_users WHERE orphan_until <= ?1 LIMIT ?2",
+        )?
         .query_map(params![now.as_micros(), super::sql_limit(limit)], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
     let mut deleted = 0;
-    for (agent, id) in orphans {
-        if end_users::erase(conn, AgentId(agent), &id)? {
+    for (agent, id, deadline) in orphans {
+        if OrphanRule::is_due(deadline.map(Timestamp::from_micros), now)
+            && end_users::erase(conn, AgentId(agent), &id)?
+        {
             deleted += 1;
         }
     }

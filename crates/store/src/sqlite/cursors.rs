@@ -137,6 +137,11 @@ impl Cursor {
     pub(super) fn out(&self) -> impl Iterator<Item = i64> + '_ {
         self.out.keys().copied()
     }
+
+    /// Messages out with the ends of their leases, oldest first.
+    pub(super) fn out_until(&self) -> impl Iterator<Item = (i64, Timestamp)> + '_ {
+        self.out.iter().map(|(seq, until)| (*seq, *until))
+    }
 }
 
 #[cfg(test)]

@@ -187,10 +187,9 @@ impl SqliteStore {
             inline: inline::InlineReaders::new(path),
             key_cache: key_cache::KeyCache::new(path)?,
             checkpoints,
-            outbox: Arc::new(Mutex::new(webhooks::OutboxReader {
-                lock: outbox_lock::OutboxLock::beside(path),
-                cursors: cursors::Cursors::default(),
-            })),
+            outbox: Arc::new(Mutex::new(webhooks::OutboxReader::new(
+                outbox_lock::OutboxLock::beside(path),
+            ))),
             write_counters,
         })
     }

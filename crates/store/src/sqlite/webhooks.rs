@@ -1,15 +1,17 @@
 //! Webhook endpoints, the outbox, deliveries and attempts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::time::Duration;
 
-use endusers_core::{AgentId, OutboxEvent, Timestamp};
+use endusers_core::{AgentId, DeliveryState, OutboxEvent, QueueTransition, Standing, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::cursors::Cursors;
 use super::outbox_lock::{Holding, OutboxLock};
 use super::run_cached;
 use crate::{
-    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, NextStep, SigningSecret, StoreError,
+    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, Lease, SigningSecret, StoreError,
     WebhookEndpoint,
 };
 
@@ -23,6 +25,37 @@ const DELIVERY_FAILED: i64 = 2;
 pub(super) struct OutboxReader {
     pub(super) lock: OutboxLock,
     pub(super) cursors: Cursors,
+    /// Whether this process read the outbox at its last claim.
+    pub(super) reads_outbox: bool,
+    /// The longest lease a claim of this process has given, which bounds
+    /// how long a delivery may be out anywhere (every process has the same
+    /// settings).
+    pub(super) longest_lease: Duration,
+}
+
+impl OutboxReader {
+    pub(super) fn new(lock: OutboxLock) -> Self {
+        Self {
+            lock,
+            cursors: Cursors::default(),
+            reads_outbox: false,
+            longest_lease: Duration::ZERO,
+        }
+    }
+}
+
+/// The lease of a delivery row (a retry, or a parked message).
+const ROW_LEASE: Lease = Lease::from_backend(0);
+
+/// The lease of a message read through the endpoint's cursor: its number.
+fn cursor_lease(seq: i64) -> Lease {
+    Lease::from_backend(seq)
+}
+
+/// The message number a lease read through a cursor carries.
+fn read_through(lease: Lease) -> Option<i64> {
+    let token = lease.backend_token();
+    (token > 0).then_some(token)
 }
 
 /// The SQL condition "endpoint `e` wants events of type `$event_type`"
@@ -208,9 +241,9 @@ pub(super) fn list_endpoints(
     Ok(rows)
 }
 
-/// Changes an endpoint. Enabled again, it reads on from the newest
-/// message: what happened while it was disabled is not queued for it.
-/// Disabled, it keeps the queue it had (see [`park`]).
+/// Changes an endpoint, and its queue as [`QueueTransition`] says:
+/// disabled, it keeps what it was still to be sent (see [`park`]);
+/// enabled again, it reads on from the newest message.
 pub(super) fn update_endpoint(
     conn: &Connection,
     reader: &mut OutboxReader,
@@ -231,29 +264,37 @@ pub(super) fn update_endpoint(
          WHERE agent_id = ?1 AND id = ?2",
         &endpoint,
     )?;
-    match (was_enabled, endpoint.enabled) {
-        (false, true) => read_from_newest(conn, &mut reader.cursors, agent, id)?,
-        (true, false) => park(conn, &mut reader.cursors, agent, id)?,
-        _ => {}
+    match QueueTransition::of(was_enabled, endpoint.enabled) {
+        QueueTransition::Resume => read_from_newest(conn, &mut reader.cursors, agent, id)?,
+        // The change's own time (every change sets it) is when it parks.
+        QueueTransition::Park => park(conn, reader, agent, id, endpoint.updated_at)?,
+        QueueTransition::Keep => {}
     }
     Ok(Some(endpoint))
 }
 
 /// Gives a disabled endpoint a delivery row for every message its cursor
-/// has not passed, and moves the cursor to the newest message. The rows
+/// has not passed, and moves the cursor to the newest message: the rows
 /// wait while it is disabled and go out when it is enabled again, as its
-/// queue; messages committed while it is disabled get none. Messages out
-/// at the moment get a row too: their attempts, when recorded, update it.
+/// queue; messages committed while it is disabled get none.
+///
+/// A message out at the moment gets a row that is not due before the
+/// attempt's lease ends ([`QueueTransition::parked_due`]); the attempt,
+/// once recorded, settles the row. Memory knows exactly which messages are
+/// out where this process reads the outbox. Elsewhere every message past
+/// the stored position may be out in the process that reads it, so each
+/// is held for the longest lease this process has seen given.
 fn park(
     conn: &Connection,
-    cursors: &mut Cursors,
+    reader: &mut OutboxReader,
     agent: AgentId,
     id: &str,
+    now: Timestamp,
 ) -> Result<(), StoreError> {
     let mut queue = conn.prepare_cached(concat!(
         "INSERT INTO webhook_deliveries
              (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at, message_seq)
-         SELECT e.id, m.id, m.agent_id, 0, 0, m.created_at, 0, m.created_at, m.seq
+         SELECT e.id, m.id, m.agent_id, 0, 0, m.created_at, ?5, m.created_at, m.seq
          FROM webhook_endpoints e JOIN webhook_messages m ON m.agent_id = e.agent_id AND m.seq > ?3 AND m.seq <= ?4
          WHERE e.agent_id = ?1 AND e.id = ?2 AND ",
         subscribed!("m.event_type"),
@@ -264,15 +305,22 @@ fn park(
             "SELECT outbox_position FROM webhook_endpoints WHERE agent_id = ?1 AND id = ?2",
         )?
         .query_row(params![agent.0, id], |row| row.get(0))?;
+    let unread_until = if reader.reads_outbox {
+        None
+    } else {
+        Some(now.saturating_add(reader.longest_lease))
+    };
     // What memory knows beyond the stored position, if it agrees with it:
     // messages it passed and that are not out need no row.
-    let cursor = cursors.at(id, stored);
-    for seq in cursor.out() {
-        queue.execute(params![agent.0, id, seq - 1, seq])?;
+    let cursor = reader.cursors.at(id, stored);
+    for (seq, until) in cursor.out_until() {
+        let due = QueueTransition::parked_due(now, Some(until));
+        queue.execute(params![agent.0, id, seq - 1, seq, due.as_micros()])?;
     }
     let from = cursor.read();
-    queue.execute(params![agent.0, id, from, i64::MAX])?;
-    read_from_newest(conn, cursors, agent, id)
+    let due = QueueTransition::parked_due(now, unread_until);
+    queue.execute(params![agent.0, id, from, i64::MAX, due.as_micros()])?;
+    read_from_newest(conn, &mut reader.cursors, agent, id)
 }
 
 /// Moves the endpoint's cursor to the newest message: it reads only what
@@ -351,7 +399,7 @@ impl Message {
 }
 
 impl Serving {
-    fn delivery(&self, message: Message, attempts: u32, outbox_seq: Option<i64>) -> Delivery {
+    fn delivery(&self, message: Message, attempts: u32, lease: Lease) -> Delivery {
         Delivery {
             agent_id: AgentId(self.agent_id),
             endpoint_id: self.id.clone(),
@@ -363,7 +411,7 @@ impl Serving {
             previous_secret: self.previous_secret.clone().map(SigningSecret::new),
             attempts,
             message_created_at: Timestamp::from_micros(message.created_at),
-            outbox_seq,
+            lease,
         }
     }
 }
@@ -408,6 +456,11 @@ pub(super) fn claim_deliveries(
         Holding::Still => true,
         Holding::No => false,
     };
+    reader.reads_outbox = reads_outbox;
+    let lease = Duration::from_micros(
+        u64::try_from(lease_until.as_micros().saturating_sub(now.as_micros())).unwrap_or(0),
+    );
+    reader.longest_lease = reader.longest_lease.max(lease);
     reader.cursors.retain(|id| {
         endpoints
             .binary_search_by(|e| e.id.as_str().cmp(id))
@@ -448,7 +501,7 @@ pub(super) fn claim_deliveries(
         let left = slots.saturating_sub(rows.len());
         for (attempts, message) in rows {
             lease.execute(params![endpoint.id, message.id, lease_until.as_micros()])?;
-            claimed.push(endpoint.delivery(message, attempts, None));
+            claimed.push(endpoint.delivery(message, attempts, ROW_LEASE));
         }
         if reads_outbox && left > 0 {
             read_outbox(conn, reader, endpoint, now, lease_until, left, &mut claimed)?;
@@ -484,7 +537,7 @@ fn read_outbox(
         {
             Some(message) => {
                 cursor.pass(seq, Some(lease_until));
-                claimed.push(endpoint.delivery(message, 0, Some(seq)));
+                claimed.push(endpoint.delivery(message, 0, cursor_lease(seq)));
                 handed += 1;
             }
             None => cursor.finish(seq),
@@ -511,7 +564,7 @@ fn read_outbox(
             let event_type = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
             if wants(&endpoint.filters, event_type) {
                 cursor.pass(seq, Some(lease_until));
-                claimed.push(endpoint.delivery(Message::at(row, 1)?, 0, Some(seq)));
+                claimed.push(endpoint.delivery(Message::at(row, 1)?, 0, cursor_lease(seq)));
                 handed += 1;
             } else {
                 cursor.pass(seq, None);
@@ -565,26 +618,37 @@ fn store_position(
     Ok(())
 }
 
-/// Records attempts and their consequences: the delivery's next state, and
-/// the endpoint's failing streak (cleared by a success, started by a
-/// failure, and ending in the endpoint being disabled once it has lasted
-/// since `disable_if_failing_since`).
+/// An endpoint as a batch of records sees it: its standing when the batch
+/// read it and as the batch's attempts left it.
+struct Tracked {
+    agent: AgentId,
+    read: Standing,
+    standing: Standing,
+    /// When an attempt of the batch disabled it.
+    disabled_at: Option<Timestamp>,
+    /// Whether rows may wait for it (asked once, when first needed).
+    has_waiting: Option<bool>,
+}
+
+/// Records attempts and their consequences: each delivery's next state
+/// ([`DeliveryState::after`]) and each endpoint's standing
+/// ([`Standing::record`]), written once per endpoint for the batch. An
+/// endpoint an attempt disabled is parked (see [`park`]). Attempts at an
+/// endpoint deleted meanwhile leave nothing behind.
 ///
-/// A delivery read through the cursor (`outbox_seq`) has no row: if it
-/// failed, it gets one now, for its schedule; either way the cursor can
-/// move past it, which is written once per endpoint at the end.
+/// A delivery read through the cursor has no row: if it failed, it gets one
+/// now, for its schedule; if it arrived, a copy parked while it was out (by
+/// any process) is dropped. Either way the cursor can move past it, which
+/// is written once per endpoint at the end.
 pub(super) fn record_attempts(
     conn: &Connection,
     reader: &mut OutboxReader,
     records: &[AttemptRecord],
     disable_if_failing_since: Timestamp,
 ) -> Result<(), StoreError> {
-    // Endpoints whose failing streak this batch has already cleared, with
-    // no failure since: clearing it again would look the endpoint up for
-    // nothing, once per delivery.
-    let mut cleared: HashSet<&str> = HashSet::new();
+    let mut endpoints: HashMap<&str, Option<Tracked>> = HashMap::new();
     // Endpoints whose cursors this batch moved, with their agents.
-    let mut read_through: HashMap<&str, AgentId> = HashMap::new();
+    let mut read_through_cursor: HashMap<&str, AgentId> = HashMap::new();
     // Taken from the statement cache once for the batch, not once per
     // attempt: each look-up hashes and copies the statement's text.
     let mut insert_attempt = conn.prepare_cached(
@@ -592,7 +656,36 @@ pub(super) fn record_attempts(
              (agent_id, endpoint_id, message_id, event_type, attempt, status_code, error, duration_ms, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
+    let mut standing_of = conn.prepare_cached(
+        "SELECT enabled, failing_since, disabled_reason FROM webhook_endpoints WHERE agent_id = ?1 AND id = ?2",
+    )?;
     for r in records {
+        let tracked = match endpoints.entry(&r.endpoint_id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => new.insert(
+                standing_of
+                    .query_row(params![r.agent_id.0, r.endpoint_id], |row| {
+                        Ok(Standing {
+                            enabled: row.get(0)?,
+                            failing_since: row
+                                .get::<_, Option<i64>>(1)?
+                                .map(Timestamp::from_micros),
+                            disabled_reason: row.get(2)?,
+                        })
+                    })
+                    .optional()?
+                    .map(|standing| Tracked {
+                        agent: r.agent_id,
+                        read: standing.clone(),
+                        standing,
+                        disabled_at: None,
+                        has_waiting: None,
+                    }),
+            ),
+        };
+        let Some(tracked) = tracked else {
+            continue;
+        };
         insert_attempt.execute(params![
             r.agent_id.0,
             r.endpoint_id,
@@ -604,97 +697,104 @@ pub(super) fn record_attempts(
             i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
             r.at.as_micros()
         ])?;
-        let (state, next_at) = match &r.next {
-            NextStep::Delivered => (DELIVERY_DONE, r.at),
-            NextStep::RetryAt(at) => (DELIVERY_PENDING, *at),
-            NextStep::GiveUp | NextStep::DisableEndpoint(_) => (DELIVERY_FAILED, r.at),
-        };
-        match r.outbox_seq {
-            None => {
+        let state = DeliveryState::after(&r.next);
+        match (read_through(r.lease), state) {
+            (None, _) => {
+                let (code, next_at) = stored_state(state, r.at);
                 conn.prepare_cached(
                     "UPDATE webhook_deliveries SET state = ?3, attempts = ?4, next_attempt_at = ?5, leased_until = 0
                      WHERE endpoint_id = ?1 AND message_id = ?2",
                 )?
-                .execute(params![r.endpoint_id, r.message_id, state, r.attempt, next_at.as_micros()])?;
+                .execute(params![r.endpoint_id, r.message_id, code, r.attempt, next_at.as_micros()])?;
             }
-            Some(seq) => {
-                if state != DELIVERY_DONE {
-                    // The row may exist already if the endpoint was parked
-                    // with this message out.
-                    conn.prepare_cached(
-                        "INSERT INTO webhook_deliveries
-                             (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at, message_seq)
-                         SELECT ?1, id, agent_id, ?3, ?4, ?5, 0, created_at, seq FROM webhook_messages WHERE seq = ?2
-                         ON CONFLICT DO UPDATE SET
-                             state = excluded.state, attempts = excluded.attempts,
-                             next_attempt_at = excluded.next_attempt_at, leased_until = 0",
-                    )?
-                    .execute(params![r.endpoint_id, seq, state, r.attempt, next_at.as_micros()])?;
-                }
-                if let Some(cursor) = reader.cursors.get_mut(&r.endpoint_id) {
-                    cursor.finish(seq);
-                    read_through.insert(&r.endpoint_id, r.agent_id);
-                } else if state == DELIVERY_DONE {
-                    // No cursor: the endpoint was parked (or memory started
-                    // over) while this was out, so a row may wait to send
-                    // it again. It has arrived.
+            (Some(_), DeliveryState::Delivered) => {
+                let has_waiting = match tracked.has_waiting {
+                    Some(known) => known,
+                    None => *tracked.has_waiting.insert(
+                        conn.prepare_cached(
+                            "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE endpoint_id = ?1 AND state = 0)",
+                        )?
+                        .query_row([&r.endpoint_id], |row| row.get(0))?,
+                    ),
+                };
+                if has_waiting {
                     conn.prepare_cached(
                         "DELETE FROM webhook_deliveries WHERE endpoint_id = ?1 AND message_id = ?2 AND state = 0",
                     )?
                     .execute(params![r.endpoint_id, r.message_id])?;
                 }
             }
+            (Some(seq), state) => {
+                let (code, next_at) = stored_state(state, r.at);
+                // The row may exist already if the endpoint was parked
+                // with this message out.
+                conn.prepare_cached(
+                    "INSERT INTO webhook_deliveries
+                         (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at, message_seq)
+                     SELECT ?1, id, agent_id, ?3, ?4, ?5, 0, created_at, seq FROM webhook_messages WHERE seq = ?2
+                     ON CONFLICT DO UPDATE SET
+                         state = excluded.state, attempts = excluded.attempts,
+                         next_attempt_at = excluded.next_attempt_at, leased_until = 0",
+                )?
+                .execute(params![r.endpoint_id, seq, code, r.attempt, next_at.as_micros()])?;
+                tracked.has_waiting = Some(true);
+            }
         }
-        match &r.next {
-            NextStep::Delivered if cleared.contains(r.endpoint_id.as_str()) => {}
-            NextStep::Delivered => {
-                cleared.insert(&r.endpoint_id);
-                conn.prepare_cached(
-                    "UPDATE webhook_endpoints SET failing_since = NULL
-                     WHERE agent_id = ?1 AND id = ?2 AND failing_since IS NOT NULL",
-                )?
-                .execute(params![r.agent_id.0, r.endpoint_id])?;
-            }
-            NextStep::DisableEndpoint(reason) => {
-                cleared.remove(r.endpoint_id.as_str());
-                let disabled = conn
-                    .prepare_cached(
-                        "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?4, updated_at = ?3,
-                             failing_since = COALESCE(failing_since, ?3)
-                         WHERE agent_id = ?1 AND id = ?2 AND enabled = 1",
-                    )?
-                    .execute(params![r.agent_id.0, r.endpoint_id, r.at.as_micros(), reason])?;
-                if disabled == 1 {
-                    park(conn, &mut reader.cursors, r.agent_id, &r.endpoint_id)?;
-                }
-            }
-            NextStep::RetryAt(_) | NextStep::GiveUp => {
-                cleared.remove(r.endpoint_id.as_str());
-                conn.prepare_cached(
-                    "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?3)
-                     WHERE agent_id = ?1 AND id = ?2",
-                )?
-                .execute(params![
-                    r.agent_id.0,
-                    r.endpoint_id,
-                    r.at.as_micros()
-                ])?;
-                let disabled = conn.prepare_cached(
-                    "UPDATE webhook_endpoints SET enabled = 0, updated_at = ?3,
-                         disabled_reason = 'every delivery has failed since ' || strftime('%Y-%m-%dT%H:%M:%SZ', failing_since / 1000000, 'unixepoch')
-                     WHERE agent_id = ?1 AND id = ?2 AND enabled = 1 AND failing_since <= ?4",
-                )?
-                .execute(params![r.agent_id.0, r.endpoint_id, r.at.as_micros(), disable_if_failing_since.as_micros()])?;
-                if disabled == 1 {
-                    park(conn, &mut reader.cursors, r.agent_id, &r.endpoint_id)?;
-                }
-            }
+        if let Some(seq) = read_through(r.lease)
+            && let Some(cursor) = reader.cursors.get_mut(&r.endpoint_id)
+        {
+            cursor.finish(seq);
+            read_through_cursor.insert(&r.endpoint_id, r.agent_id);
+        }
+        if tracked
+            .standing
+            .record(&r.next, r.at, disable_if_failing_since)
+        {
+            tracked.disabled_at = Some(r.at);
         }
     }
-    for (endpoint, agent) in read_through {
+    for (id, tracked) in &endpoints {
+        let Some(tracked) = tracked else {
+            // Deleted: nothing of it is kept, in memory either.
+            reader.cursors.forget(id);
+            continue;
+        };
+        if tracked.standing == tracked.read {
+            continue;
+        }
+        let s = &tracked.standing;
+        conn.prepare_cached(
+            "UPDATE webhook_endpoints SET enabled = ?3, failing_since = ?4, disabled_reason = ?5,
+                 updated_at = COALESCE(?6, updated_at)
+             WHERE agent_id = ?1 AND id = ?2",
+        )?
+        .execute(params![
+            tracked.agent.0,
+            id,
+            s.enabled,
+            s.failing_since.map(Timestamp::as_micros),
+            s.disabled_reason,
+            tracked.disabled_at.map(Timestamp::as_micros),
+        ])?;
+        if let Some(at) = tracked.disabled_at {
+            read_through_cursor.remove(id);
+            park(conn, reader, tracked.agent, id, at)?;
+        }
+    }
+    for (endpoint, agent) in read_through_cursor {
         store_position(conn, &mut reader.cursors, agent, endpoint)?;
     }
     Ok(())
+}
+
+/// How a delivery row stores a [`DeliveryState`]: its state code and when
+/// it is next due (for a finished one, when it finished).
+fn stored_state(state: DeliveryState, at: Timestamp) -> (i64, Timestamp) {
+    match state {
+        DeliveryState::Delivered => (DELIVERY_DONE, at),
+        DeliveryState::Pending(next) => (DELIVERY_PENDING, next),
+        DeliveryState::Failed => (DELIVERY_FAILED, at),
+    }
 }
 
 pub(super) fn list_attempts(
