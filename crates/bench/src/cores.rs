@@ -29,7 +29,7 @@ enum Kind {
 fn kind(name: &str) -> Option<Kind> {
     if name.starts_with("tokio") {
         Some(Kind::Runtime)
-    } else if name == endusers_store::sqlite::WRITER_THREAD {
+    } else if name == crate::sqlite::WRITER_THREAD {
         Some(Kind::Writer)
     } else {
         None
@@ -272,10 +272,7 @@ mod tests {
     fn threads_are_told_apart_by_name() {
         assert_eq!(kind("tokio-rt-worker"), Some(Kind::Runtime));
         assert_eq!(kind("tokio-runtime-w"), Some(Kind::Runtime));
-        assert_eq!(
-            kind(endusers_store::sqlite::WRITER_THREAD),
-            Some(Kind::Writer)
-        );
+        assert_eq!(kind(crate::sqlite::WRITER_THREAD), Some(Kind::Writer));
         assert_eq!(kind("sqlite-read-0"), None);
     }
 

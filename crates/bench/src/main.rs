@@ -17,6 +17,7 @@ mod report;
 mod rounds;
 mod scenarios;
 mod server;
+mod sqlite;
 mod webhooks;
 mod writer;
 

@@ -309,11 +309,7 @@ pub async fn run_all(params: Params) -> Result<()> {
     let meter = WriterMeter::new(target.clone());
     // The log beside the database, read the way the server reads the URL;
     // a relative path is the server's, which runs in `dir`.
-    let sqlite_log = endusers_store::sqlite::path_from_url(&database_url).map(|db| {
-        let mut wal = dir.path().join(db).into_os_string();
-        wal.push("-wal");
-        FileSizePeak::start(wal.into())
-    });
+    let sqlite_log = crate::sqlite::log_file(&database_url, dir.path()).map(FileSizePeak::start);
 
     eprintln!(
         "bench: loading {} end users at {} connections",

@@ -20,7 +20,7 @@ pub struct Settings {
     /// Address and port the API listens on.
     pub listen: SocketAddr,
     /// `sqlite://PATH` (relative or absolute). Shown by `config` as
-    /// [`endusers_store::shown_url`] shows it: a URL of another backend may
+    /// [`crate::backend::shown_url`] shows it: a URL of another backend may
     /// carry a password.
     #[serde(serialize_with = "serialize_shown_url")]
     pub database_url: String,
@@ -197,7 +197,7 @@ fn at_least_one(n: usize) -> NonZeroUsize {
 /// `database_url` as `config` prints it. Settings are also serialized for
 /// figment's defaults, whose URL is a SQLite path and is shown whole.
 fn serialize_shown_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&endusers_store::shown_url(url))
+    serializer.serialize_str(&crate::backend::shown_url(url))
 }
 
 /// A configuration value that is a secret: neither `Debug` nor `Serialize`

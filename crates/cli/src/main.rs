@@ -1,5 +1,6 @@
 //! `endusers`: serve the End Users API, and administer agents and keys.
 
+mod backend;
 mod commands;
 mod config;
 

@@ -9,7 +9,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Server, client, create_key, database_url, endusers};
+use common::{
+    BIN, Server, client, create_key, database_url, endusers, python, redis_answers, test_redis_url,
+};
 
 use serde_json::{Value, json};
 
@@ -346,7 +348,7 @@ fn the_openapi_document_passes_a_standard_validator() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let path: PathBuf = dir.path().join("openapi.json");
     std::fs::write(&path, &out.stdout).unwrap();
-    let validator = Command::new("python3")
+    let validator = python()
         .args(["-m", "openapi_spec_validator"])
         .arg(&path)
         .output();
@@ -357,7 +359,7 @@ fn the_openapi_document_passes_a_standard_validator() {
                 std::env::var("CI").is_err(),
                 "CI must install openapi-spec-validator"
             );
-            eprintln!("skipped: pip install openapi-spec-validator to run this check");
+            eprintln!("skipped: openapi-spec-validator is not installed; scripts/test installs it");
         }
         Ok(result) => panic!(
             "the validator refused the document:\n{}{}",
@@ -366,7 +368,7 @@ fn the_openapi_document_passes_a_standard_validator() {
         ),
         Err(err) => {
             assert!(std::env::var("CI").is_err(), "CI must have python3: {err}");
-            eprintln!("skipped: python3 is not installed");
+            eprintln!("skipped: no Python interpreter (ENDUSERS_PYTHON or python3): {err}");
         }
     }
 }
@@ -681,15 +683,13 @@ fn agents_set_limits_applies_to_a_running_server_without_restart() {
 /// Two `endusers serve` processes on one database and one Redis: one budget.
 #[test]
 fn two_server_processes_sharing_redis_enforce_one_budget() {
-    let redis = std::env::var("ENDUSERS_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let address = redis.trim_start_matches("redis://").to_owned();
-    if std::net::TcpStream::connect(&address).is_err() {
+    let redis = test_redis_url();
+    if !redis_answers(&redis) {
         assert!(
             std::env::var("CI").is_err(),
             "CI must provide Redis at {redis}"
         );
-        eprintln!("skipped: no Redis at {redis}");
+        eprintln!("skipped: no Redis at {redis} (start it, or set ENDUSERS_TEST_REDIS_URL)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -8,12 +8,12 @@ mod common;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, client, create_key};
+use common::{Server, client, create_key, python};
 use serde_json::{Value, json};
 
 /// The Python receiver, or `None` (with a notice) where its libraries are
@@ -27,7 +27,7 @@ struct Receiver {
 
 impl Receiver {
     fn start(dir: &Path) -> Option<Self> {
-        let probe = Command::new("python3")
+        let probe = python()
             .args(["-c", "import svix, standardwebhooks"])
             .output();
         if !probe.as_ref().is_ok_and(|o| o.status.success()) {
@@ -36,7 +36,7 @@ impl Receiver {
                 "CI must install the svix and standardwebhooks Python packages"
             );
             eprintln!(
-                "skipped: pip install svix standardwebhooks to run the webhook verification tests"
+                "skipped: svix and standardwebhooks are not installed; scripts/test installs them"
             );
             return None;
         }
@@ -44,7 +44,7 @@ impl Receiver {
         let secret_file = dir.join("secret");
         let log_file = dir.join("deliveries.jsonl");
         std::fs::write(&secret_file, "").unwrap();
-        let mut child = Command::new("python3")
+        let mut child = python()
             .arg(script)
             .arg(&secret_file)
             .arg(&log_file)

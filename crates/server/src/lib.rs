@@ -6,11 +6,11 @@ pub mod auth;
 mod body;
 pub mod error;
 pub mod limits;
-pub mod maintenance;
 pub mod metrics;
 mod pagination;
 pub mod vault;
 pub mod webhooks;
+pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,7 +23,6 @@ use endusers_core::{Clock, EndUserId, IdGenerator, ProfilePolicy, Timestamp};
 use endusers_store::Store;
 use rand::RngCore;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 use crate::error::{ApiError, ensure_envelope};
 use crate::limits::{Limiter, RateLimitSettings};
@@ -76,8 +75,6 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
     pub vault: Arc<Vault>,
-    /// Signalled after a write that queued webhook deliveries.
-    pub webhook_wakeup: Arc<Notify>,
     pub limiter: Arc<Limiter>,
     pub webhook_metrics: Arc<metrics::WebhookMetrics>,
     ids: Arc<IdGenerator>,
@@ -97,7 +94,6 @@ impl AppState {
             limiter,
             config: Arc::new(config),
             vault,
-            webhook_wakeup: Arc::new(Notify::new()),
             webhook_metrics: Arc::new(metrics::WebhookMetrics::default()),
             ids: Arc::new(IdGenerator::new()),
         }))
@@ -117,6 +113,32 @@ impl AppState {
     /// time-ordered like end-user ids.
     pub fn new_prefixed_id(&self, prefix: &str, now: Timestamp) -> String {
         format!("{prefix}{}", self.new_id(now))
+    }
+}
+
+impl AppState {
+    /// What the webhook dispatcher works with.
+    pub fn dispatcher(&self) -> workers::dispatcher::Dispatcher {
+        workers::dispatcher::Dispatcher {
+            outbox: self.store.clone(),
+            clock: Arc::clone(&self.clock),
+            settings: Arc::new(self.config.webhooks.clone()),
+            metrics: Arc::clone(&self.webhook_metrics),
+        }
+    }
+
+    /// What the upkeep passes work on.
+    pub fn upkeep(&self) -> workers::maintenance::Upkeep {
+        workers::maintenance::Upkeep {
+            sensitive: self.store.clone(),
+            conversations: self.store.clone(),
+            history: self.store.clone(),
+            vault: Arc::clone(&self.vault),
+            clock: Arc::clone(&self.clock),
+            key_file: self.config.key_file.clone(),
+            webhook_retention: self.config.webhooks.retention,
+            interval: self.config.maintenance_interval,
+        }
     }
 }
 
@@ -232,8 +254,8 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let upkeep = tokio::spawn(maintenance::run(state.clone(), stopped.clone()));
-    let dispatcher = tokio::spawn(webhooks::dispatcher::run(state.clone(), stopped));
+    let upkeep = tokio::spawn(workers::maintenance::run(state.upkeep(), stopped.clone()));
+    let dispatcher = tokio::spawn(workers::dispatcher::run(state.dispatcher(), stopped));
     let app = app(state);
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let served = axum::serve(

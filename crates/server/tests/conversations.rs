@@ -15,8 +15,8 @@ use common::receiver::{self, Received, Receiver};
 use common::{TestApp, TestResponse, USERS};
 use endusers_core::{Clock, ManualClock, SystemClock, Timestamp};
 use endusers_server::ServerConfig;
-use endusers_server::maintenance::Maintenance;
 use endusers_server::webhooks::WebhookSettings;
+use endusers_server::workers::maintenance::Maintenance;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -870,11 +870,17 @@ async fn users_no_conversation_claims_within_24_hours_are_deleted() {
         )
         .await;
     assert_eq!(patched.status, 200, "{}", patched.text);
-    assert_eq!(maintenance.run_once(&app.state).await.orphans_deleted, 0);
+    assert_eq!(
+        maintenance
+            .run_once(&app.state.upkeep())
+            .await
+            .orphans_deleted,
+        0
+    );
 
     // 24 h − 1 s: everyone is still here.
     clock.advance(HOUR - SECOND);
-    let report = maintenance.run_once(&app.state).await;
+    let report = maintenance.run_once(&app.state.upkeep()).await;
     assert_eq!(report.orphans_deleted, 0, "{report:?}");
     for id in [&orphan, &late, &by_conversation, &external] {
         assert_eq!(user_status(&app, id).await, 200, "{id} at 24h-1s");
@@ -898,7 +904,7 @@ async fn users_no_conversation_claims_within_24_hours_are_deleted() {
             .is_empty(),
         "the late value is still stored before the pass"
     );
-    let report = maintenance.run_once(&app.state).await;
+    let report = maintenance.run_once(&app.state.upkeep()).await;
     assert_eq!(report.orphans_deleted, 1, "{report:?}");
     app.get(&TestApp::user_path(&orphan))
         .await
@@ -918,7 +924,7 @@ async fn users_no_conversation_claims_within_24_hours_are_deleted() {
 
     // 48 h + 1 s: the claimed users stay.
     clock.advance(DAY);
-    let report = maintenance.run_once(&app.state).await;
+    let report = maintenance.run_once(&app.state.upkeep()).await;
     assert_eq!(report.orphans_deleted, 0, "{report:?}");
     for id in [&late, &by_conversation, &external] {
         assert_eq!(user_status(&app, id).await, 200, "{id} at 48h+1s");
@@ -1052,7 +1058,7 @@ async fn the_sweeper_and_conversations_racing_for_the_same_users_never_both_win(
             let mut maintenance = Maintenance::new();
             let (mut deleted, mut passes) = (0, 0);
             loop {
-                let report = maintenance.run_once(&state).await;
+                let report = maintenance.run_once(&state.upkeep()).await;
                 passes += 1;
                 deleted += report.orphans_deleted;
                 if report.orphans_deleted == 0 {
@@ -1141,7 +1147,7 @@ async fn the_sweeper_and_conversations_racing_for_the_same_users_never_both_win(
 
     // The claimed users are no orphans: a day later nothing more goes.
     clock.advance(DAY);
-    let report = Maintenance::new().run_once(&app.state).await;
+    let report = Maintenance::new().run_once(&app.state.upkeep()).await;
     assert_eq!(report.orphans_deleted, 0, "{report:?}");
     assert_eq!(app.list_all().await.len(), claimed.len());
 }

@@ -13,7 +13,7 @@ use common::receiver::Receiver;
 use common::{TestApp, USERS};
 use endusers_core::SensitiveValue;
 use endusers_server::ServerConfig;
-use endusers_server::maintenance::Maintenance;
+use endusers_server::workers::maintenance::Maintenance;
 use reqwest::Method;
 use serde_json::json;
 
@@ -171,7 +171,7 @@ async fn a_secret_never_leaves_the_vault() {
     let key_file = app.state.config.key_file.clone().unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     key_file.rotate().unwrap();
-    let report = Maintenance::new().run_once(&app.state).await;
+    let report = Maintenance::new().run_once(&app.state.upkeep()).await;
     assert_eq!(report.resealed, 3);
 
     let deliveries = receiver.wait_count("/ok", 2, Duration::from_secs(10)).await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{TestApp, USERS};
 use endusers_core::{ManualClock, SensitiveValue, Timestamp};
 use endusers_server::ServerConfig;
-use endusers_server::maintenance::Maintenance;
+use endusers_server::workers::maintenance::Maintenance;
 use serde_json::{Value, json};
 
 fn s(text: &str) -> SensitiveValue {
@@ -221,13 +221,13 @@ async fn values_expire_after_the_ttl_even_before_the_sweeper_runs() {
         "24 h after its write"
     );
 
-    let report = Maintenance::new().run_once(&app.state).await;
+    let report = Maintenance::new().run_once(&app.state.upkeep()).await;
     assert_eq!(report.expired_deleted, 1);
     clock.advance(Duration::from_secs(12 * 3600));
     assert!(app.sensitive_values(id).await.is_empty());
     assert_eq!(
         Maintenance::new()
-            .run_once(&app.state)
+            .run_once(&app.state.upkeep())
             .await
             .expired_deleted,
         1
@@ -251,7 +251,7 @@ async fn the_sweeper_works_through_a_large_backlog_in_batches() {
             .await;
     }
     clock.advance(Duration::from_secs(24 * 3600));
-    let report = Maintenance::new().run_once(&app.state).await;
+    let report = Maintenance::new().run_once(&app.state.upkeep()).await;
     assert_eq!(report.expired_deleted, 1200, "more than one batch of 1000");
 }
 
@@ -293,7 +293,7 @@ async fn rotation_while_values_exist_reseals_them_and_retires_the_old_key() {
     let new = rotated.active().id().to_owned();
     assert_ne!(old, new);
 
-    let report = maintenance.run_once(&app.state).await;
+    let report = maintenance.run_once(&app.state.upkeep()).await;
     assert!(report.keyring_reloaded);
     assert_eq!(report.resealed, 30);
     assert_eq!(
@@ -314,6 +314,6 @@ async fn rotation_while_values_exist_reseals_them_and_retires_the_old_key() {
     assert_eq!(dropped, [old]);
     assert!(kept.retired().is_empty());
     tokio::time::sleep(Duration::from_millis(20)).await;
-    maintenance.run_once(&app.state).await;
+    maintenance.run_once(&app.state.upkeep()).await;
     assert_eq!(app.sensitive_values(&ids[0]).await["token"], s("t0"));
 }

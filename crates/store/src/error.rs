@@ -22,9 +22,3 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Backend(String),
 }
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(err: rusqlite::Error) -> Self {
-        Self::Backend(err.to_string())
-    }
-}

@@ -9,25 +9,25 @@ use endusers_core::{Clock, SystemClock};
 use endusers_server::vault::{KeyFile, Keyring, MasterKey};
 use endusers_store::Store;
 
+use crate::backend;
 use crate::config::Settings;
 
 /// What a command can fail with; printed as `error: …`, exit status 1.
 pub type CommandResult = Result<(), String>;
 
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, String> {
-    endusers_store::open(&settings.database_url, SystemClock.now())
+    backend::open(&settings.database_url, SystemClock.now())
         .await
         .map_err(|e| {
-            let url = endusers_store::shown_url(&settings.database_url);
+            let url = backend::shown_url(&settings.database_url);
             format!("cannot open {url}: {e}")
         })
 }
 
-/// The key file beside the SQLite database.
+/// The key file beside the database.
 pub fn key_file(settings: &Settings) -> Result<KeyFile, String> {
-    let path = endusers_store::sqlite::path_from_url(&settings.database_url)
-        .ok_or("master_key is required when the database is not SQLite")?;
-    Ok(KeyFile::beside(&path))
+    backend::key_file(&settings.database_url)
+        .ok_or_else(|| "master_key is required when the database is not SQLite".to_owned())
 }
 
 /// The master keys: from the configuration when `master_key` is set,
@@ -63,7 +63,7 @@ pub async fn migrate(settings: &Settings) -> CommandResult {
     store.close().await;
     println!(
         "the database at {} is up to date",
-        endusers_store::shown_url(&settings.database_url)
+        backend::shown_url(&settings.database_url)
     );
     Ok(())
 }

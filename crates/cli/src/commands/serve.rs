@@ -25,7 +25,7 @@ pub async fn run(settings: Settings) -> CommandResult {
         }
     };
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let database = endusers_store::shown_url(&settings.database_url);
+    let database = crate::backend::shown_url(&settings.database_url);
     tracing::info!(%address, %database, "listening on {address}");
 
     let mut config = settings.server_config();

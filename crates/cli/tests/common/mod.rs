@@ -20,6 +20,36 @@ pub fn endusers(dir: &Path, args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// The Python interpreter that runs the independent checkers:
+/// `ENDUSERS_PYTHON` (scripts/test points it at the project's `.venv`,
+/// where it installs them), else `python3`.
+pub fn python() -> Command {
+    Command::new(std::env::var_os("ENDUSERS_PYTHON").unwrap_or_else(|| "python3".into()))
+}
+
+/// The Redis the tests share: `ENDUSERS_TEST_REDIS_URL`, else
+/// `redis://127.0.0.1:6379`.
+pub fn test_redis_url() -> String {
+    std::env::var("ENDUSERS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Whether something accepts connections at a
+/// `redis://[user:password@]host[:port][/db]` URL.
+pub fn redis_answers(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let address = if host_port.ends_with(']') || !host_port.contains(':') {
+        format!("{host_port}:6379")
+    } else {
+        host_port.to_owned()
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
+        .into_iter()
+        .flatten()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+}
+
 pub fn database_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("data/endusers.db").display())
 }

@@ -116,10 +116,7 @@ pub async fn create(
         events,
     };
     match state.store.start_conversation(new).await? {
-        StartedConversation::Started(conversation) => {
-            state.webhook_wakeup.notify_one();
-            Ok((StatusCode::CREATED, Json(conversation)))
-        }
+        StartedConversation::Started(conversation) => Ok((StatusCode::CREATED, Json(conversation))),
         StartedConversation::UnknownChannel => Err(ApiError::NotFound(super::channels::NOT_FOUND)),
         StartedConversation::UnknownEndUser => Err(ApiError::NotFound(super::end_users::NOT_FOUND)),
     }
@@ -159,7 +156,6 @@ async fn change(
         .update_conversation(caller.agent, parse_id(id)?, mutation)
         .await?;
     let updated = updated.ok_or(ApiError::NotFound(NOT_FOUND))?;
-    state.webhook_wakeup.notify_one();
     Ok(updated)
 }
 

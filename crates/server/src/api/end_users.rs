@@ -87,10 +87,7 @@ pub async fn create(
             .create_end_user(user, sensitive, vec![created])
             .await?
         {
-            Created::New(user) => {
-                state.webhook_wakeup.notify_one();
-                (StatusCode::CREATED, Written(user)).into_response()
-            }
+            Created::New(user) => (StatusCode::CREATED, Written(user)).into_response(),
             Created::Existing(user) => (StatusCode::OK, Written(user)).into_response(),
         },
     )
@@ -162,9 +159,6 @@ pub async fn update(
         .update_end_user(caller.agent, id, mutation, sensitive)
         .await?
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    if updated.change.notify {
-        state.webhook_wakeup.notify_one();
-    }
     Ok(Written(updated.user))
 }
 

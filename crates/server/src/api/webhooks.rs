@@ -251,7 +251,6 @@ pub async fn update(
         .update_webhook(caller.agent, &id, mutation)
         .await?;
     let updated = updated.ok_or(ApiError::NotFound(NOT_FOUND))?;
-    state.webhook_wakeup.notify_one();
     Ok(Json(updated.into()))
 }
 
@@ -485,6 +484,5 @@ pub async fn recover(
         .store
         .recover_deliveries(caller.agent, &id, since, now)
         .await?;
-    state.webhook_wakeup.notify_one();
     Ok(Json(Recovered { recovered }))
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use endusers_core::{AgentId, EndUserId, SensitiveKey, SensitivePatch, SensitiveValue, Timestamp};
-use endusers_store::{OwnedSealedValue, SealedValue, SensitiveChange, Store, StoreError};
+use endusers_store::{OwnedSealedValue, SealedValue, SensitiveChange, SensitiveStore, StoreError};
 use rand::RngCore;
 
 pub use keyfile::KeyFile;
@@ -203,7 +203,7 @@ impl Vault {
     /// route exposes it.
     pub async fn read(
         &self,
-        store: &dyn Store,
+        store: &dyn SensitiveStore,
         agent: AgentId,
         user: EndUserId,
         now: Timestamp,
@@ -220,7 +220,11 @@ impl Vault {
 
     /// Re-seals up to `batch` values still under a retired key with the
     /// active key. Returns how many were moved; 0 when none are left.
-    pub async fn reseal_batch(&self, store: &dyn Store, batch: usize) -> Result<usize, VaultError> {
+    pub async fn reseal_batch(
+        &self,
+        store: &dyn SensitiveStore,
+        batch: usize,
+    ) -> Result<usize, VaultError> {
         let keyring = self.keyring();
         let active = keyring.active();
         let stale = store

@@ -1,8 +1,8 @@
-//! Webhooks: signing, the address filter, the HTTP client that only dials
-//! public addresses, and the dispatcher that drains the outbox.
+//! Webhooks: signing, the address filter, and the HTTP client that only
+//! dials public addresses (the dispatcher that drains the outbox is a
+//! worker: [`crate::workers::dispatcher`]).
 
 pub mod client;
-pub mod dispatcher;
 pub mod signature;
 pub mod ssrf;
 

@@ -25,6 +25,23 @@ use tokio::sync::oneshot;
 /// The collection path, with its trailing slash as Ada documents it.
 pub const USERS: &str = "/api/v2/end-users/";
 
+/// Whether something accepts connections at a
+/// `redis://[user:password@]host[:port][/db]` URL.
+pub fn redis_answers(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let address = if host_port.ends_with(']') || !host_port.contains(':') {
+        format!("{host_port}:6379")
+    } else {
+        host_port.to_owned()
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
+        .into_iter()
+        .flatten()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+}
+
 /// What a request answered.
 #[derive(Debug)]
 pub struct TestResponse {
@@ -133,10 +150,15 @@ impl TestApp {
     async fn spawn_inner(mut config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let database = dir.path().join("test.db");
-        let url = format!("sqlite://{}", database.display());
-        let store = endusers_store::open(&url, SystemClock.now())
+        let store: Arc<dyn Store> = Arc::new(
+            endusers_store_sqlite::SqliteStore::open(
+                &database,
+                Default::default(),
+                SystemClock.now(),
+            )
             .await
-            .expect("the store opens");
+            .expect("the store opens"),
+        );
         let agent = store
             .find_agent(&AgentHandle::default_handle())
             .await

@@ -7,7 +7,9 @@ use endusers_core::{
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
-use crate::{Applied, Created, Mutation, StoreError};
+use endusers_store::{Applied, Created, Mutation, StoreError};
+
+use crate::Error;
 
 /// The user's columns, in the order [`from_row`] reads them. A macro, so
 /// the statements below are constants: the statement cache is looked up
@@ -152,14 +154,14 @@ pub(super) fn find_by_external_id(
     conn: &Connection,
     agent: AgentId,
     external_id: &ExternalId,
-) -> Result<Option<EndUser>, StoreError> {
+) -> Result<Option<EndUser>, Error> {
     Ok(conn
         .prepare_cached(BY_EXTERNAL_ID)?
         .query_row(params![agent.0, external_id.as_str()], from_row)
         .optional()?)
 }
 
-pub(super) fn create(conn: &Connection, user: EndUser) -> Result<Created, StoreError> {
+pub(super) fn create(conn: &Connection, user: EndUser) -> Result<Created, Error> {
     if let Some(external_id) = &user.external_id
         && let Some(existing) = find_by_external_id(conn, user.agent_id, external_id)?
     {
@@ -167,7 +169,7 @@ pub(super) fn create(conn: &Connection, user: EndUser) -> Result<Created, StoreE
     }
     write_row(conn, INSERT, &user).map_err(|e| {
         if is_unique_violation(&e) {
-            StoreError::Conflict("end_user_id")
+            Error::from(StoreError::Conflict("end_user_id"))
         } else {
             e.into()
         }
@@ -179,7 +181,7 @@ pub(super) fn get(
     conn: &Connection,
     agent: AgentId,
     id: EndUserId,
-) -> Result<Option<EndUser>, StoreError> {
+) -> Result<Option<EndUser>, Error> {
     Ok(conn
         .prepare_cached(BY_ID)?
         .query_row(params![agent.0, id.text().as_str()], from_row)
@@ -202,7 +204,7 @@ pub(super) fn get_json(
     conn: &Connection,
     agent: AgentId,
     id: EndUserId,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<String>, Error> {
     let id_text = id.text();
     let mut statement = conn.prepare_cached(ANSWER_BY_ID)?;
     let mut rows = statement.query(params![agent.0, id_text.as_str()])?;
@@ -244,7 +246,7 @@ pub(super) fn list(
     agent: AgentId,
     from: Option<EndUserId>,
     limit: usize,
-) -> Result<Vec<EndUser>, StoreError> {
+) -> Result<Vec<EndUser>, Error> {
     let from = from.unwrap_or(EndUserId::MIN).text();
     let limit = super::sql_limit(limit);
     let mut stmt = conn.prepare_cached(PAGE)?;
@@ -259,7 +261,7 @@ pub(super) fn update(
     agent: AgentId,
     id: EndUserId,
     mutation: Mutation,
-) -> Result<Option<(EndUser, Applied)>, StoreError> {
+) -> Result<Option<(EndUser, Applied)>, Error> {
     let Some(mut user) = get(conn, agent, id)? else {
         return Ok(None);
     };
@@ -275,9 +277,9 @@ pub(super) fn update(
         };
         let written = write_row(conn, sql, &user).map_err(|e| {
             if is_unique_violation(&e) {
-                StoreError::Conflict("external_id")
+                Error::from(StoreError::Conflict("external_id"))
             } else {
-                StoreError::from(e)
+                Error::from(e)
             }
         })?;
         // The row was read in this transaction, so it is there and its
@@ -285,7 +287,8 @@ pub(super) fn update(
         if written != 1 {
             return Err(StoreError::Backend(format!(
                 "an end-user update wrote {written} rows instead of 1"
-            )));
+            ))
+            .into());
         }
     }
     Ok(Some((user, applied)))
@@ -295,11 +298,7 @@ pub(super) fn update(
 /// link from conversations (which stay, with no user). Takes the id as
 /// stored, so a row whose id no longer parses can still be removed rather
 /// than block the orphan sweep that keeps finding it.
-pub(super) fn erase(
-    conn: &Connection,
-    agent: AgentId,
-    stored_id: &str,
-) -> Result<bool, StoreError> {
+pub(super) fn erase(conn: &Connection, agent: AgentId, stored_id: &str) -> Result<bool, Error> {
     let key = params![agent.0, stored_id];
     conn.prepare_cached("DELETE FROM sensitive_values WHERE agent_id = ?1 AND end_user_id = ?2")?
         .execute(key)?;

@@ -1,4 +1,12 @@
-//! The behaviour every backend must have, run against each backend.
+//! The behaviour every backend must have. A backend's tests run all of it
+//! with [`contract_suite!`](crate::contract_suite), given a function that
+//! makes a fresh, empty store:
+//!
+//! ```ignore
+//! endusers_store::contract_suite!(fresh_store);
+//! ```
+//!
+//! The fixtures and helpers are public for a backend's own tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -10,41 +18,37 @@ use endusers_core::{
     ProfilePolicy, Timestamp,
 };
 use endusers_core::{EventType, OutboxEvent};
-use endusers_store::{
+use serde_json::{Value, json};
+
+use crate::{
     AttemptRecord, Claim, Created, Delivery, NextStep, SealedValue, SensitiveChange, SigningSecret,
     Store, StoreError, WebhookEndpoint,
 };
-use serde_json::{Value, json};
 
-const NOW: Timestamp = Timestamp::from_micros(1_795_773_600_000_000);
+pub const NOW: Timestamp = Timestamp::from_micros(1_795_773_600_000_000);
 
-struct Fixture {
-    store: Arc<dyn Store>,
-    ids: IdGenerator,
-    dir: tempfile::TempDir,
+/// A fresh store for one case, with what keeps it alive (a temporary
+/// directory, a database to drop) until the case ends.
+pub struct Fixture {
+    pub store: Arc<dyn Store>,
+    pub ids: IdGenerator,
+    _keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
-/// The SQLite file of a [`sqlite`] fixture, for the SQLite-only tests.
-const SQLITE_FILE: &str = "suite.db";
-
-async fn sqlite() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join(SQLITE_FILE).display());
-    Fixture {
-        store: endusers_store::open(&url, NOW).await.unwrap(),
-        ids: IdGenerator::new(),
-        dir,
+impl Fixture {
+    /// A fixture of `store`, keeping `keep` until it is dropped.
+    pub fn new(store: Arc<dyn Store>, keep: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            store,
+            ids: IdGenerator::new(),
+            _keep: Box::new(keep),
+        }
     }
 }
 
 impl Fixture {
-    /// The database file, when the fixture is [`sqlite`]'s.
-    fn sqlite_file(&self) -> std::path::PathBuf {
-        self.dir.path().join(SQLITE_FILE)
-    }
-
     /// The stored user, which must exist.
-    async fn stored(&self, agent: AgentId, id: EndUserId) -> EndUser {
+    pub async fn stored(&self, agent: AgentId, id: EndUserId) -> EndUser {
         self.store
             .get_end_user(agent, id)
             .await
@@ -52,7 +56,7 @@ impl Fixture {
             .unwrap_or_else(|| panic!("no user {id:?}"))
     }
 
-    async fn default_agent(&self) -> AgentId {
+    pub async fn default_agent(&self) -> AgentId {
         self.store
             .find_agent(&AgentHandle::default_handle())
             .await
@@ -61,14 +65,14 @@ impl Fixture {
             .id
     }
 
-    fn user(&self, agent: AgentId, body: Value) -> EndUser {
+    pub fn user(&self, agent: AgentId, body: Value) -> EndUser {
         let request: CreateEndUserRequest = serde_json::from_value(body).unwrap();
         let changes = EndUserChanges::from_create(request).unwrap();
         let id = self.ids.next(NOW, rand_u64());
         EndUser::create(agent, id, &changes, NOW, &ProfilePolicy::default()).unwrap()
     }
 
-    async fn create(&self, agent: AgentId, body: Value) -> EndUser {
+    pub async fn create(&self, agent: AgentId, body: Value) -> EndUser {
         match self
             .store
             .create_end_user(self.user(agent, body), Vec::new(), Vec::new())
@@ -80,7 +84,7 @@ impl Fixture {
     }
 
     /// Creates a second agent, beside the default one.
-    async fn other_agent(&self) -> AgentId {
+    pub async fn other_agent(&self) -> AgentId {
         self.store
             .create_agent(AgentHandle::parse("other").unwrap(), NOW)
             .await
@@ -89,7 +93,7 @@ impl Fixture {
     }
 
     /// Creates a channel of the agent's.
-    async fn channel(&self, agent: AgentId) -> endusers_core::Channel {
+    pub async fn channel(&self, agent: AgentId) -> endusers_core::Channel {
         let channel = endusers_core::Channel {
             id: self.ids.next(NOW, rand_u64()),
             name: "web".to_owned(),
@@ -106,13 +110,13 @@ impl Fixture {
     }
 
     /// A conversation of `user`'s on `channel`, started `at`, to be started.
-    fn conversation(
+    pub fn conversation(
         &self,
         channel: &endusers_core::Channel,
         user: EndUserId,
         at: Timestamp,
-    ) -> endusers_store::NewConversation {
-        endusers_store::NewConversation {
+    ) -> crate::NewConversation {
+        crate::NewConversation {
             conversation: endusers_core::Conversation {
                 id: self.ids.next(at, rand_u64()),
                 channel_id: channel.id,
@@ -129,7 +133,7 @@ impl Fixture {
     }
 
     /// Creates an enabled endpoint `id` subscribed to `filters` (none: all).
-    async fn webhook(&self, agent: AgentId, id: &str, filters: &[&str]) {
+    pub async fn webhook(&self, agent: AgentId, id: &str, filters: &[&str]) {
         self.store
             .create_webhook(endpoint(agent, id, filters))
             .await
@@ -137,7 +141,7 @@ impl Fixture {
     }
 
     /// Disables or enables endpoint `id`, which must exist.
-    async fn set_enabled(&self, agent: AgentId, id: &str, enabled: bool) {
+    pub async fn set_enabled(&self, agent: AgentId, id: &str, enabled: bool) {
         let changed = self
             .store
             .update_webhook(agent, id, Box::new(move |e| e.enabled = enabled))
@@ -147,7 +151,12 @@ impl Fixture {
     }
 
     /// [`Store::claim_deliveries`], which must succeed.
-    async fn claim(&self, now: Timestamp, lease_until: Timestamp, claim: Claim) -> Vec<Delivery> {
+    pub async fn claim(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        claim: Claim,
+    ) -> Vec<Delivery> {
         self.store
             .claim_deliveries(now, lease_until, claim)
             .await
@@ -155,7 +164,7 @@ impl Fixture {
     }
 
     /// [`Store::record_attempts`], which must succeed.
-    async fn record(&self, records: Vec<AttemptRecord>, disable_if_failing_since: Timestamp) {
+    pub async fn record(&self, records: Vec<AttemptRecord>, disable_if_failing_since: Timestamp) {
         self.store
             .record_attempts(records, disable_if_failing_since)
             .await
@@ -163,7 +172,7 @@ impl Fixture {
     }
 
     /// Creates a user whose creation writes the one event `message_id`.
-    async fn user_with_event(&self, agent: AgentId, message_id: &str, event_type: EventType) {
+    pub async fn user_with_event(&self, agent: AgentId, message_id: &str, event_type: EventType) {
         let events = vec![event(message_id, event_type, NOW)];
         self.store
             .create_end_user(self.user(agent, json!({})), Vec::new(), events)
@@ -173,7 +182,7 @@ impl Fixture {
 
     /// Creates `count` users, each with one `end_user.created` event
     /// (`msg_0`, `msg_1`, …): as many deliveries to each endpoint.
-    async fn users_with_events(&self, agent: AgentId, count: usize) {
+    pub async fn users_with_events(&self, agent: AgentId, count: usize) {
         for n in 0..count {
             self.user_with_event(agent, &format!("msg_{n}"), EventType::EndUserCreated)
                 .await;
@@ -181,25 +190,25 @@ impl Fixture {
     }
 }
 
-fn rand_u64() -> u64 {
+pub fn rand_u64() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0x5eed);
     N.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
 }
 
-fn patch(body: Value) -> endusers_store::Mutation {
+pub fn patch(body: Value) -> crate::Mutation {
     let request: UpdateEndUserRequest = serde_json::from_value(body).unwrap();
     let changes = EndUserChanges::from_update(request).unwrap();
     Box::new(move |user: &mut EndUser| {
         let change = user.apply(&changes, NOW, &ProfilePolicy::default())?;
-        Ok(endusers_store::Applied {
+        Ok(crate::Applied {
             change,
             events: Vec::new(),
         })
     })
 }
 
-async fn a_fresh_store_has_exactly_the_default_agent(f: Fixture) {
+pub async fn a_fresh_store_has_exactly_the_default_agent(f: Fixture) {
     let agents = f.store.list_agents().await.unwrap();
     assert_eq!(agents.len(), 1);
     assert_eq!(agents[0].handle.as_str(), "default");
@@ -211,7 +220,7 @@ async fn a_fresh_store_has_exactly_the_default_agent(f: Fixture) {
     assert!(matches!(err, StoreError::Conflict(_)));
 }
 
-async fn users_round_trip_and_stay_within_their_agent(f: Fixture) {
+pub async fn users_round_trip_and_stay_within_their_agent(f: Fixture) {
     let a = f.default_agent().await;
     let b = f.other_agent().await;
     let user = f
@@ -261,7 +270,7 @@ async fn users_round_trip_and_stay_within_their_agent(f: Fixture) {
 /// A user answered as JSON straight from storage is byte for byte the JSON
 /// of the user read: every field filled and every field empty, text that
 /// needs escaping, metadata of every kind, a conversation time.
-async fn a_user_is_answered_as_the_json_of_the_user_read(f: Fixture) {
+pub async fn a_user_is_answered_as_the_json_of_the_user_read(f: Fixture) {
     let a = f.default_agent().await;
     let full = f
         .create(
@@ -308,7 +317,7 @@ async fn a_user_is_answered_as_the_json_of_the_user_read(f: Fixture) {
     assert_eq!(f.store.get_end_user_json(a, unknown).await.unwrap(), None);
 }
 
-async fn an_existing_external_id_returns_the_existing_user_unchanged(f: Fixture) {
+pub async fn an_existing_external_id_returns_the_existing_user_unchanged(f: Fixture) {
     let a = f.default_agent().await;
     let first = f
         .create(
@@ -330,7 +339,7 @@ async fn an_existing_external_id_returns_the_existing_user_unchanged(f: Fixture)
     assert_eq!(again.unwrap(), Created::Existing(first));
 }
 
-async fn update_conflicts_on_a_taken_external_id_and_changes_nothing(f: Fixture) {
+pub async fn update_conflicts_on_a_taken_external_id_and_changes_nothing(f: Fixture) {
     let a = f.default_agent().await;
     let one = f.create(a, json!({"external_id": "one"})).await;
     let two = f.create(a, json!({"external_id": "two"})).await;
@@ -358,7 +367,7 @@ async fn update_conflicts_on_a_taken_external_id_and_changes_nothing(f: Fixture)
     );
 }
 
-async fn lookup(f: &Fixture, agent: AgentId, external_id: &str) -> Option<EndUser> {
+pub async fn lookup(f: &Fixture, agent: AgentId, external_id: &str) -> Option<EndUser> {
     let external_id = ExternalId::parse(external_id).unwrap();
     f.store
         .find_end_user_by_external_id(agent, &external_id)
@@ -366,7 +375,7 @@ async fn lookup(f: &Fixture, agent: AgentId, external_id: &str) -> Option<EndUse
         .unwrap()
 }
 
-async fn updates_keep_or_move_the_external_id_lookup(f: Fixture) {
+pub async fn updates_keep_or_move_the_external_id_lookup(f: Fixture) {
     let a = f.default_agent().await;
     let user = f.create(a, json!({"external_id": "crm-7"})).await;
     let update = |body: Value| {
@@ -406,10 +415,10 @@ async fn updates_keep_or_move_the_external_id_lookup(f: Fixture) {
     );
 }
 
-async fn a_failing_mutation_changes_nothing(f: Fixture) {
+pub async fn a_failing_mutation_changes_nothing(f: Fixture) {
     let a = f.default_agent().await;
     let user = f.create(a, json!({"profile": {"first_name": "Ada"}})).await;
-    let failing: endusers_store::Mutation = Box::new(|user: &mut EndUser| {
+    let failing: crate::Mutation = Box::new(|user: &mut EndUser| {
         user.external_id = None;
         Err(FieldError::at_path("profile.metadata", "too large"))
     });
@@ -425,7 +434,7 @@ async fn a_failing_mutation_changes_nothing(f: Fixture) {
     );
 }
 
-async fn listing_pages_in_id_order(f: Fixture) {
+pub async fn listing_pages_in_id_order(f: Fixture) {
     let a = f.default_agent().await;
     let mut made = Vec::new();
     for n in 0..25 {
@@ -445,7 +454,7 @@ async fn listing_pages_in_id_order(f: Fixture) {
     );
 }
 
-async fn concurrent_writes_all_land(f: Fixture) {
+pub async fn concurrent_writes_all_land(f: Fixture) {
     let a = f.default_agent().await;
     let f = Arc::new(f);
     let mut tasks = Vec::new();
@@ -466,7 +475,7 @@ async fn concurrent_writes_all_land(f: Fixture) {
 }
 
 /// A patch that sets metadata key `key` to `value`.
-fn set_metadata(key: &str, value: u64) -> endusers_store::Mutation {
+pub fn set_metadata(key: &str, value: u64) -> crate::Mutation {
     let mut metadata = serde_json::Map::new();
     metadata.insert(key.to_owned(), json!(value));
     patch(json!({"profile": {"metadata": metadata}}))
@@ -474,7 +483,7 @@ fn set_metadata(key: &str, value: u64) -> endusers_store::Mutation {
 
 /// Updates of one user that all start at once: each must see the ones
 /// written before it, or it would write its change over theirs.
-async fn concurrent_updates_of_one_user_all_land(f: Fixture) {
+pub async fn concurrent_updates_of_one_user_all_land(f: Fixture) {
     let a = f.default_agent().await;
     let user = f.create(a, json!({})).await;
     let f = Arc::new(f);
@@ -508,7 +517,7 @@ async fn concurrent_updates_of_one_user_all_land(f: Fixture) {
 /// Writes queued together commit together, each in a savepoint of its
 /// own: one that fails (here on a taken external id, after its statement
 /// ran) undoes only itself, and the others around it land.
-async fn a_failing_write_among_concurrent_ones_undoes_only_itself(f: Fixture) {
+pub async fn a_failing_write_among_concurrent_ones_undoes_only_itself(f: Fixture) {
     let a = f.default_agent().await;
     let taken = f.create(a, json!({"external_id": "taken"})).await;
     let mut users = Vec::new();
@@ -557,7 +566,7 @@ async fn a_failing_write_among_concurrent_ones_undoes_only_itself(f: Fixture) {
 /// Starting a conversation writes the user's `last_conversation_at`
 /// without a new version; an update of the user racing it must not write
 /// the time it read back over the new one.
-async fn an_update_keeps_a_conversation_time_written_meanwhile(f: Fixture) {
+pub async fn an_update_keeps_a_conversation_time_written_meanwhile(f: Fixture) {
     let a = f.default_agent().await;
     let user = f.create(a, json!({})).await;
     let channel = f.channel(a).await;
@@ -586,7 +595,7 @@ async fn an_update_keeps_a_conversation_time_written_meanwhile(f: Fixture) {
         };
         assert!(matches!(
             started.await.unwrap(),
-            endusers_store::StartedConversation::Started(_)
+            crate::StartedConversation::Started(_)
         ));
         updated.await.unwrap();
         let stored = f.stored(a, user.end_user_id).await;
@@ -598,61 +607,9 @@ async fn an_update_keeps_a_conversation_time_written_meanwhile(f: Fixture) {
     }
 }
 
-async fn write_stats_count_writes_and_the_transactions_they_shared(f: Fixture) {
+pub async fn keys_are_found_listed_and_revoked(f: Fixture) {
     let a = f.default_agent().await;
-    let start = f.store.write_stats();
-    // One at a time: each write is its own transaction.
-    let mut made = Vec::new();
-    for n in 0..3 {
-        made.push(
-            f.create(a, json!({"profile": {"metadata": {"n": n}}}))
-                .await,
-        );
-    }
-    let alone = f.store.write_stats();
-    assert_eq!(alone.writes - start.writes, 3, "{start:?} then {alone:?}");
-    assert_eq!(
-        alone.transactions - start.transactions,
-        3,
-        "{start:?} then {alone:?}"
-    );
-    assert!(
-        alone.busy_micros > start.busy_micros,
-        "{start:?} then {alone:?}"
-    );
-    // Reads cost the writer nothing.
-    f.stored(a, made[0].end_user_id).await;
-    assert_eq!(f.store.write_stats(), alone);
-    // Together: every write counted, in at most as many transactions.
-    let f = Arc::new(f);
-    let tasks: Vec<_> = (0..100)
-        .map(|n| {
-            let f = f.clone();
-            tokio::spawn(async move {
-                f.create(a, json!({"profile": {"metadata": {"n": n}}}))
-                    .await
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let together = f.store.write_stats();
-    assert_eq!(
-        together.writes - alone.writes,
-        100,
-        "{alone:?} then {together:?}"
-    );
-    let transactions = together.transactions - alone.transactions;
-    assert!(
-        (1..=100).contains(&transactions),
-        "{alone:?} then {together:?}"
-    );
-}
-
-async fn keys_are_found_listed_and_revoked(f: Fixture) {
-    let a = f.default_agent().await;
-    let key = endusers_store::NewApiKey {
+    let key = crate::NewApiKey {
         key_id: "k1".into(),
         agent_id: a,
         name: Some("ci".into()),
@@ -687,7 +644,7 @@ async fn keys_are_found_listed_and_revoked(f: Fixture) {
     assert_eq!(f.store.list_api_keys().await.unwrap().len(), 1);
 }
 
-fn sealed(name: &str, key_id: &str, byte: u8, expires_at: Timestamp) -> SealedValue {
+pub fn sealed(name: &str, key_id: &str, byte: u8, expires_at: Timestamp) -> SealedValue {
     SealedValue {
         name: SensitiveKey::parse(name).unwrap(),
         key_id: key_id.to_owned(),
@@ -697,11 +654,11 @@ fn sealed(name: &str, key_id: &str, byte: u8, expires_at: Timestamp) -> SealedVa
     }
 }
 
-fn names(values: &[SealedValue]) -> Vec<&str> {
+pub fn names(values: &[SealedValue]) -> Vec<&str> {
     values.iter().map(|v| v.name.as_str()).collect()
 }
 
-async fn sensitive_values_are_written_with_the_user_and_expire(f: Fixture) {
+pub async fn sensitive_values_are_written_with_the_user_and_expire(f: Fixture) {
     let a = f.default_agent().await;
     let later = NOW.saturating_add(std::time::Duration::from_secs(3600));
     let user = match f
@@ -751,7 +708,7 @@ async fn sensitive_values_are_written_with_the_user_and_expire(f: Fixture) {
     );
 
     // A refused mutation writes no sensitive value either.
-    let failing: endusers_store::Mutation =
+    let failing: crate::Mutation =
         Box::new(|_: &mut EndUser| Err(FieldError::at_path("profile", "no")));
     let refused = vec![SensitiveChange::Set(sealed("other", "k1", 4, later))];
     assert!(
@@ -786,7 +743,7 @@ async fn sensitive_values_are_written_with_the_user_and_expire(f: Fixture) {
     );
 }
 
-async fn an_existing_external_id_stores_no_sensitive_values(f: Fixture) {
+pub async fn an_existing_external_id_stores_no_sensitive_values(f: Fixture) {
     let a = f.default_agent().await;
     let later = NOW.saturating_add(std::time::Duration::from_secs(60));
     let first = f.create(a, json!({"external_id": "dup"})).await;
@@ -809,7 +766,7 @@ async fn an_existing_external_id_stores_no_sensitive_values(f: Fixture) {
     );
 }
 
-async fn deleting_a_user_deletes_its_sensitive_values(f: Fixture) {
+pub async fn deleting_a_user_deletes_its_sensitive_values(f: Fixture) {
     let a = f.default_agent().await;
     let later = NOW.saturating_add(std::time::Duration::from_secs(60));
     let user = f.create(a, json!({})).await;
@@ -835,7 +792,7 @@ async fn deleting_a_user_deletes_its_sensitive_values(f: Fixture) {
     );
 }
 
-async fn resealing_replaces_only_values_not_rewritten_meanwhile(f: Fixture) {
+pub async fn resealing_replaces_only_values_not_rewritten_meanwhile(f: Fixture) {
     let a = f.default_agent().await;
     let later = NOW.saturating_add(std::time::Duration::from_secs(60));
     let user = f.create(a, json!({})).await;
@@ -886,7 +843,7 @@ async fn resealing_replaces_only_values_not_rewritten_meanwhile(f: Fixture) {
     );
 }
 
-fn endpoint(agent: AgentId, id: &str, filters: &[&str]) -> WebhookEndpoint {
+pub fn endpoint(agent: AgentId, id: &str, filters: &[&str]) -> WebhookEndpoint {
     WebhookEndpoint {
         id: id.to_owned(),
         agent_id: agent,
@@ -904,7 +861,7 @@ fn endpoint(agent: AgentId, id: &str, filters: &[&str]) -> WebhookEndpoint {
     }
 }
 
-fn event(id: &str, event_type: EventType, at: Timestamp) -> OutboxEvent {
+pub fn event(id: &str, event_type: EventType, at: Timestamp) -> OutboxEvent {
     OutboxEvent {
         id: id.to_owned(),
         event_type,
@@ -913,7 +870,7 @@ fn event(id: &str, event_type: EventType, at: Timestamp) -> OutboxEvent {
     }
 }
 
-fn room(limit: usize, busy: &[&str]) -> Claim {
+pub fn room(limit: usize, busy: &[&str]) -> Claim {
     Claim {
         limit,
         default_slots: limit,
@@ -922,7 +879,7 @@ fn room(limit: usize, busy: &[&str]) -> Claim {
     }
 }
 
-fn record(d: &Delivery, next: NextStep, at: Timestamp) -> AttemptRecord {
+pub fn record(d: &Delivery, next: NextStep, at: Timestamp) -> AttemptRecord {
     AttemptRecord {
         agent_id: d.agent_id,
         endpoint_id: d.endpoint_id.clone(),
@@ -942,7 +899,7 @@ fn record(d: &Delivery, next: NextStep, at: Timestamp) -> AttemptRecord {
     }
 }
 
-async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f: Fixture) {
+pub async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f: Fixture) {
     let a = f.default_agent().await;
     let b = f.other_agent().await;
     f.webhook(a, "ep_all", &[]).await;
@@ -959,8 +916,8 @@ async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f:
         .await
         .unwrap();
     let updated = event("msg_2", EventType::EndUserUpdated, NOW);
-    let mutation: endusers_store::Mutation = Box::new(move |_: &mut EndUser| {
-        Ok(endusers_store::Applied {
+    let mutation: crate::Mutation = Box::new(move |_: &mut EndUser| {
+        Ok(crate::Applied {
             change: Default::default(),
             events: vec![updated],
         })
@@ -970,7 +927,7 @@ async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f:
         .await
         .unwrap();
     // A refused change writes no event.
-    let refused: endusers_store::Mutation =
+    let refused: crate::Mutation =
         Box::new(|_: &mut EndUser| Err(FieldError::at_path("profile", "no")));
     assert!(
         f.store
@@ -1002,7 +959,7 @@ async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction(f:
     assert_eq!(f.store.delivery_counts().await.unwrap(), (3, 0, 0));
 }
 
-async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
+pub async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
     let a = f.default_agent().await;
     f.webhook(a, "ep_1", &[]).await;
     f.webhook(a, "ep_busy", &[]).await;
@@ -1070,7 +1027,7 @@ async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
 /// Within one batch of records, each outcome counts in order: the last one
 /// for an endpoint decides whether it is failing, however many successes
 /// came before.
-async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) {
+pub async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) {
     let a = f.default_agent().await;
     f.webhook(a, "ep_1", &[]).await;
     f.users_with_events(a, 5).await;
@@ -1104,7 +1061,7 @@ async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) {
     assert_eq!(failing_since().await, Some(later));
 }
 
-async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
+pub async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
     let a = f.default_agent().await;
     for id in ["ep_a", "ep_b", "ep_c"] {
         f.webhook(a, id, &[]).await;
@@ -1152,7 +1109,7 @@ async fn backlogged_endpoints_take_turns_when_room_runs_out(f: Fixture) {
     assert_eq!(order, ["ep_a", "ep_b", "ep_c"]);
 }
 
-async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixture) {
+pub async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixture) {
     let a = f.default_agent().await;
     f.webhook(a, "ep_1", &[]).await;
     let events = vec![
@@ -1200,7 +1157,7 @@ async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixtur
     assert!(f.claim(far, far, room(10, &[])).await.is_empty());
 
     // Re-enabled, and the failed message re-queued.
-    let enable: endusers_store::EndpointMutation = Box::new(|e| {
+    let enable: crate::EndpointMutation = Box::new(|e| {
         e.enabled = true;
         e.disabled_reason = None;
         e.failing_since = None;
@@ -1217,7 +1174,7 @@ async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fixtur
     assert_eq!(requeued.len(), 2, "the recovered one and the pending retry");
 }
 
-async fn gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue(f: Fixture) {
+pub async fn gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue(f: Fixture) {
     let a = f.default_agent().await;
     f.webhook(a, "ep_1", &[]).await;
     f.user_with_event(a, "m", EventType::EndUserCreated).await;
@@ -1234,173 +1191,9 @@ async fn gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue(f: Fixtu
     assert!(f.store.list_webhooks(a, None, 10).await.unwrap().is_empty());
 }
 
-async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
-    let a = f.default_agent().await;
-    f.webhook(a, "ep_1", &[]).await;
-    f.webhook(a, "ep_2", &["v1.end_user.updated"]).await;
-    // msg_z is made an hour after the others: newer than any cut below.
-    let an_hour_on = NOW.saturating_add(std::time::Duration::from_secs(3600));
-    let events = vec![
-        event("msg_a", EventType::EndUserCreated, NOW),
-        event("msg_b", EventType::EndUserUpdated, NOW),
-        event("msg_z", EventType::EndUserCreated, an_hour_on),
-    ];
-    f.store
-        .create_end_user(f.user(a, json!({})), Vec::new(), events)
-        .await
-        .unwrap();
-    let claimed = f.claim(NOW, NOW, room(10, &[])).await;
-    // Everything delivered except msg_b to ep_2, which stays pending, and
-    // msg_a to ep_1, which is delivered on its second attempt (and so has
-    // a delivery row).
-    let is = |d: &Delivery, endpoint: &str, message: &str| {
-        d.endpoint_id == endpoint && d.message_id == message
-    };
-    let records: Vec<AttemptRecord> = claimed
-        .iter()
-        .filter(|d| !is(d, "ep_2", "msg_b"))
-        .map(|d| match is(d, "ep_1", "msg_a") {
-            true => record(d, NextStep::RetryAt(NOW), NOW),
-            false => record(d, NextStep::Delivered, NOW),
-        })
-        .collect();
-    assert_eq!(records.len(), 3);
-    // Failing since long before: not a failure long enough to disable.
-    let long_before = Timestamp::from_micros(0);
-    f.record(records, long_before).await;
-    let retried: Vec<AttemptRecord> = f
-        .claim(NOW, NOW, room(10, &[]))
-        .await
-        .iter()
-        .filter(|d| is(d, "ep_1", "msg_a"))
-        .map(|d| record(d, NextStep::Delivered, NOW))
-        .collect();
-    assert_eq!(retried.len(), 1);
-    f.record(retried, NOW).await;
-    let later = NOW.saturating_add(std::time::Duration::from_secs(1));
-    // msg_a and msg_b are old, msg_z is not.
-    let pruned = f.store.prune_webhook_history(later, 100).await.unwrap();
-    assert_eq!(
-        pruned,
-        4 + 1,
-        "4 attempts and msg_a's finished delivery row; no message: ep_2 has msg_b out, \
-         so its stored position is still before msg_a, which it passed over"
-    );
-    assert!(
-        f.store
-            .list_attempts(a, "ep_1", None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        f.store.delivery_counts().await.unwrap(),
-        (1, 0, 0),
-        "msg_b's delivery to ep_2 is pending; the history of the delivered ones went with their attempts"
-    );
-    // msg_b's lease ran out: it is handed out again, and fails.
-    let still_due = f.claim(later, later, room(10, &[])).await;
-    assert_eq!(still_due.len(), 1);
-    assert_eq!(
-        still_due[0].message_id, "msg_b",
-        "its message survives the pruning"
-    );
-    let retry = NextStep::RetryAt(later);
-    f.record(vec![record(&still_due[0], retry, later)], long_before)
-        .await;
-    let even_later = later.saturating_add(std::time::Duration::from_secs(1));
-    assert_eq!(
-        f.store
-            .prune_webhook_history(even_later, 100)
-            .await
-            .unwrap(),
-        1 + 1,
-        "ep_2's attempt, and msg_a now that ep_2 has passed it; msg_b waits in its delivery row"
-    );
-    let retried = f.claim(even_later, even_later, room(10, &[])).await;
-    assert_eq!(
-        retried
-            .iter()
-            .map(|d| (d.message_id.as_str(), d.attempts))
-            .collect::<Vec<_>>(),
-        [("msg_b", 1)]
-    );
-}
-
-/// A message's number is never given out again, not even the newest's
-/// once it is pruned: the endpoint that read up to it would pass over the
-/// next message, numbered the same.
-async fn a_pruned_newest_message_keeps_its_number_to_itself(f: Fixture) {
-    let a = f.default_agent().await;
-    f.webhook(a, "ep_1", &[]).await;
-    f.users_with_events(a, 2).await;
-    let sent = f.claim(NOW, NOW, room(10, &[])).await;
-    assert_eq!(sent.len(), 2);
-    let delivered = sent
-        .iter()
-        .map(|d| record(d, NextStep::Delivered, NOW))
-        .collect();
-    f.record(delivered, NOW).await;
-    let later = NOW.saturating_add(std::time::Duration::from_secs(1));
-    assert_eq!(
-        f.store.prune_webhook_history(later, 100).await.unwrap(),
-        2 + 2,
-        "both attempts and both messages, the newest among them"
-    );
-    // An endpoint made now starts after the pruned numbers too.
-    f.webhook(a, "ep_2", &[]).await;
-    f.user_with_event(a, "msg_next", EventType::EndUserCreated)
-        .await;
-    let next = f.claim(later, later, room(10, &[])).await;
-    let mut got: Vec<(&str, &str)> = next
-        .iter()
-        .map(|d| (d.endpoint_id.as_str(), d.message_id.as_str()))
-        .collect();
-    got.sort_unstable();
-    assert_eq!(got, [("ep_1", "msg_next"), ("ep_2", "msg_next")]);
-}
-
-/// Deliveries are read through a cursor per endpoint: out of order
-/// successes move it only as far as the oldest delivery still out, and a
-/// claim after that reads on from where it stopped, each message once.
-async fn the_cursor_moves_past_finished_deliveries_only(f: Fixture) {
-    let a = f.default_agent().await;
-    f.webhook(a, "ep_1", &[]).await;
-    f.users_with_events(a, 4).await;
-    let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
-    let first = f.claim(NOW, lease, room(3, &[])).await;
-    let ids: Vec<&str> = first.iter().map(|d| d.message_id.as_str()).collect();
-    assert_eq!(ids, ["msg_0", "msg_1", "msg_2"], "in commit order");
-    // msg_1 and msg_2 done, msg_0 still out.
-    let done = vec![
-        record(&first[1], NextStep::Delivered, NOW),
-        record(&first[2], NextStep::Delivered, NOW),
-    ];
-    f.record(done, NOW).await;
-    assert_eq!(
-        f.store.delivery_counts().await.unwrap(),
-        (4, 2, 0),
-        "the stored position waits for msg_0, so all four count as pending"
-    );
-    let next = f.claim(NOW, lease, room(10, &[])).await;
-    let ids: Vec<&str> = next.iter().map(|d| d.message_id.as_str()).collect();
-    assert_eq!(ids, ["msg_3"], "nothing handed out twice");
-    let done = vec![
-        record(&first[0], NextStep::Delivered, NOW),
-        record(&next[0], NextStep::Delivered, NOW),
-    ];
-    f.record(done, NOW).await;
-    assert_eq!(f.store.delivery_counts().await.unwrap(), (0, 4, 0));
-    let later = lease.saturating_add(std::time::Duration::from_secs(1));
-    assert!(
-        f.claim(later, later, room(10, &[])).await.is_empty(),
-        "every delivery recorded: nothing comes back when the leases run out"
-    );
-}
-
 /// Disabling an endpoint keeps the queue it had; enabling it again does
 /// not queue what happened in between.
-async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixture) {
+pub async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixture) {
     let a = f.default_agent().await;
     f.webhook(a, "ep_1", &[]).await;
     // Keeps events flowing while ep_1 is disabled.
@@ -1460,7 +1253,7 @@ async fn a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more(f: Fixtur
     );
 }
 
-async fn closing_refuses_later_calls(f: Fixture) {
+pub async fn closing_refuses_later_calls(f: Fixture) {
     f.store.close().await;
     assert!(matches!(f.store.ping().await, Err(StoreError::Closed)));
     assert!(matches!(
@@ -1475,7 +1268,7 @@ async fn closing_refuses_later_calls(f: Fixture) {
 /// sends none of them again before its attempt has answered; the answer
 /// then settles the copy its queue kept: an arrival drops it, a failure
 /// puts it on its schedule.
-async fn toggling_an_endpoint_while_deliveries_are_out_sends_none_of_them_twice(f: Fixture) {
+pub async fn toggling_an_endpoint_while_deliveries_are_out_sends_none_of_them_twice(f: Fixture) {
     let a = f.default_agent().await;
     f.webhook(a, "ep_1", &[]).await;
     f.users_with_events(a, 3).await;
@@ -1514,7 +1307,7 @@ async fn toggling_an_endpoint_while_deliveries_are_out_sends_none_of_them_twice(
 /// An endpoint deleted while its deliveries are out or waiting keeps
 /// nothing: the attempts that come back after it went leave no rows that
 /// nothing would send and nothing would prune.
-async fn attempts_at_a_deleted_endpoint_leave_nothing_behind(f: Fixture) {
+pub async fn attempts_at_a_deleted_endpoint_leave_nothing_behind(f: Fixture) {
     let a = f.default_agent().await;
     f.webhook(a, "ep_1", &[]).await;
     f.users_with_events(a, 2).await;
@@ -1555,545 +1348,48 @@ async fn attempts_at_a_deleted_endpoint_leave_nothing_behind(f: Fixture) {
     assert!(f.claim(far, far, room(10, &[])).await.is_empty());
 }
 
-macro_rules! suite {
-    ($backend:ident: $($case:ident),* $(,)?) => {
-        mod $backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::$backend().await).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(sqlite:
-    a_fresh_store_has_exactly_the_default_agent,
-    users_round_trip_and_stay_within_their_agent,
-    a_user_is_answered_as_the_json_of_the_user_read,
-    an_existing_external_id_returns_the_existing_user_unchanged,
-    update_conflicts_on_a_taken_external_id_and_changes_nothing,
-    updates_keep_or_move_the_external_id_lookup,
-    a_failing_mutation_changes_nothing,
-    listing_pages_in_id_order,
-    concurrent_writes_all_land,
-    concurrent_updates_of_one_user_all_land,
-    a_failing_write_among_concurrent_ones_undoes_only_itself,
-    an_update_keeps_a_conversation_time_written_meanwhile,
-    write_stats_count_writes_and_the_transactions_they_shared,
-    keys_are_found_listed_and_revoked,
-    closing_refuses_later_calls,
-    sensitive_values_are_written_with_the_user_and_expire,
-    an_existing_external_id_stores_no_sensitive_values,
-    deleting_a_user_deletes_its_sensitive_values,
-    resealing_replaces_only_values_not_rewritten_meanwhile,
-    events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction,
-    attempts_move_deliveries_and_track_the_failing_streak,
-    the_last_attempt_of_a_batch_decides_the_failing_streak,
-    backlogged_endpoints_take_turns_when_room_runs_out,
-    a_week_of_failures_disables_the_endpoint_and_recover_requeues,
-    gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue,
-    old_history_is_pruned_but_pending_deliveries_are_kept,
-    a_pruned_newest_message_keeps_its_number_to_itself,
-    the_cursor_moves_past_finished_deliveries_only,
-    a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more,
-    toggling_an_endpoint_while_deliveries_are_out_sends_none_of_them_twice,
-    attempts_at_a_deleted_endpoint_leave_nothing_behind,
-);
-
-/// Two stores on one file stand for two processes: only one reads the
-/// outbox, or both would send every message; the moment it closes (or
-/// dies), the other reads on from the stored position.
-#[tokio::test]
-async fn sqlite_one_process_reads_the_outbox_and_another_takes_over_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (first, url, agent) = sqlite_store(&dir, "outbox.db").await;
-    let second = endusers_store::open(&url, NOW).await.unwrap();
-    first
-        .create_webhook(endpoint(agent, "ep_1", &[]))
-        .await
-        .unwrap();
-    let f = Fixture {
-        store: first,
-        ids: IdGenerator::new(),
-        dir,
-    };
-    f.users_with_events(agent, 2).await;
-    let far = NOW.saturating_add(std::time::Duration::from_secs(3600));
-    let out = f.claim(NOW, NOW, room(1, &[])).await;
-    assert_eq!(out.len(), 1);
-    f.record(vec![record(&out[0], NextStep::Delivered, NOW)], NOW)
-        .await;
-    assert!(
-        second
-            .claim_deliveries(far, far, room(10, &[]))
-            .await
-            .unwrap()
-            .is_empty(),
-        "the first store reads the outbox"
-    );
-    f.store.close().await;
-    let taken = second
-        .claim_deliveries(NOW, NOW, room(10, &[]))
-        .await
-        .unwrap();
-    let ids: Vec<&str> = taken.iter().map(|d| d.message_id.as_str()).collect();
-    assert_eq!(ids, ["msg_1"], "read on from where the first one got to");
-    second.close().await;
-}
-
-/// Two processes on one file: one reads the outbox and has deliveries out
-/// when the other disables the endpoint and enables it again. The copies
-/// the second parks wait for the first one's leases, and the first one's
-/// answers settle them: nothing is sent twice.
-#[tokio::test]
-async fn sqlite_a_toggle_in_another_process_sends_nothing_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let (first, url, agent) = sqlite_store(&dir, "toggle.db").await;
-    let second = endusers_store::open(&url, NOW).await.unwrap();
-    let secs = |n| NOW.saturating_add(std::time::Duration::from_secs(n));
-    first
-        .create_webhook(endpoint(agent, "ep_1", &[]))
-        .await
-        .unwrap();
-    let f = Fixture {
-        store: first,
-        ids: IdGenerator::new(),
-        dir,
-    };
-    f.users_with_events(agent, 2).await;
-    let out = f.claim(NOW, secs(30), room(10, &[])).await;
-    assert_eq!(out.len(), 2);
-    // The second process's dispatcher claims too: only rows, none yet.
-    assert!(
-        second
-            .claim_deliveries(NOW, secs(30), room(10, &[]))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    for enabled in [false, true] {
-        second
-            .update_webhook(agent, "ep_1", Box::new(move |e| e.enabled = enabled))
-            .await
-            .unwrap();
-    }
-    for store in [&f.store, &second] {
-        assert!(
-            store
-                .claim_deliveries(secs(1), secs(31), room(10, &[]))
-                .await
-                .unwrap()
-                .is_empty(),
-            "both are still out"
+/// Runs every case of the contract against the store `$fresh` makes:
+/// `$fresh` is an `async fn() -> Fixture` in scope where the macro is
+/// used. Each case is a `#[tokio::test]` of its own.
+#[macro_export]
+macro_rules! contract_suite {
+    ($fresh:ident) => {
+        $crate::contract_suite!(@cases $fresh:
+            a_fresh_store_has_exactly_the_default_agent,
+            users_round_trip_and_stay_within_their_agent,
+            a_user_is_answered_as_the_json_of_the_user_read,
+            an_existing_external_id_returns_the_existing_user_unchanged,
+            update_conflicts_on_a_taken_external_id_and_changes_nothing,
+            updates_keep_or_move_the_external_id_lookup,
+            a_failing_mutation_changes_nothing,
+            listing_pages_in_id_order,
+            concurrent_writes_all_land,
+            concurrent_updates_of_one_user_all_land,
+            a_failing_write_among_concurrent_ones_undoes_only_itself,
+            an_update_keeps_a_conversation_time_written_meanwhile,
+            keys_are_found_listed_and_revoked,
+            closing_refuses_later_calls,
+            sensitive_values_are_written_with_the_user_and_expire,
+            an_existing_external_id_stores_no_sensitive_values,
+            deleting_a_user_deletes_its_sensitive_values,
+            resealing_replaces_only_values_not_rewritten_meanwhile,
+            events_fan_out_to_matching_enabled_endpoints_in_the_same_transaction,
+            attempts_move_deliveries_and_track_the_failing_streak,
+            the_last_attempt_of_a_batch_decides_the_failing_streak,
+            backlogged_endpoints_take_turns_when_room_runs_out,
+            a_week_of_failures_disables_the_endpoint_and_recover_requeues,
+            gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue,
+            a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more,
+            toggling_an_endpoint_while_deliveries_are_out_sends_none_of_them_twice,
+            attempts_at_a_deleted_endpoint_leave_nothing_behind
         );
-    }
-    f.record(
-        out.iter()
-            .map(|d| record(d, NextStep::Delivered, secs(2)))
-            .collect(),
-        NOW,
-    )
-    .await;
-    for store in [&f.store, &second] {
-        assert!(
-            store
-                .claim_deliveries(secs(3600), secs(3630), room(10, &[]))
-                .await
-                .unwrap()
-                .is_empty(),
-            "both arrived: nothing waits"
-        );
-    }
-    second.close().await;
-}
-
-#[tokio::test]
-async fn sqlite_data_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("reopen.db").display());
-    let store = endusers_store::open(&url, NOW).await.unwrap();
-    let agent = store.list_agents().await.unwrap()[0].id;
-    let fixture = Fixture {
-        store,
-        ids: IdGenerator::new(),
-        dir,
     };
-    let user = fixture
-        .create(agent, json!({"profile": {"email": "a@example.com"}}))
-        .await;
-    fixture.store.close().await;
-    let reopened = endusers_store::open(&url, NOW).await.unwrap();
-    assert_eq!(
-        reopened
-            .get_end_user(agent, user.end_user_id)
-            .await
-            .unwrap(),
-        Some(user)
-    );
-    assert_eq!(
-        reopened.list_agents().await.unwrap().len(),
-        1,
-        "no second default agent"
-    );
-}
-
-/// For the SQLite-only tests below: a store on `name` in `dir`, its URL
-/// (to open a second store on the same file), and its first agent.
-async fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> (Arc<dyn Store>, String, AgentId) {
-    let url = format!("sqlite://{}", dir.path().join(name).display());
-    let store = endusers_store::open(&url, NOW).await.unwrap();
-    let agent = store.list_agents().await.unwrap()[0].id;
-    (store, url, agent)
-}
-
-/// When the key was revoked, as `store` sees it now (the key must exist).
-async fn revoked_at(store: &dyn Store, key_id: &str) -> Option<Timestamp> {
-    store
-        .find_api_key(key_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .revoked_at
-}
-
-fn api_key(key_id: &str, agent: AgentId) -> endusers_store::NewApiKey {
-    endusers_store::NewApiKey {
-        key_id: key_id.to_owned(),
-        agent_id: agent,
-        name: None,
-        secret_hash: [9; 32],
-        created_at: NOW,
-    }
-}
-
-/// Two stores on one file stand for two processes: a key revoked or an
-/// agent's limits changed through one is seen by the other's next lookup,
-/// however often the other has looked the key up before.
-#[tokio::test]
-async fn sqlite_key_changes_by_another_store_are_seen_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url, agent) = sqlite_store(&dir, "two.db").await;
-    let admin = endusers_store::open(&url, NOW).await.unwrap();
-    admin.insert_api_key(api_key("k2", agent)).await.unwrap();
-    for _ in 0..3 {
-        let found = server.find_api_key("k2").await.unwrap().unwrap();
-        assert_eq!(found.revoked_at, None);
-        assert_eq!(found.agent_limits, endusers_store::AgentLimits::default());
-    }
-
-    let limits = endusers_store::AgentLimits {
-        end_user: Some(endusers_core::RatePolicy::parse("5/s").unwrap()),
-        global: None,
-    };
-    assert!(
-        admin
-            .set_agent_limits(&AgentHandle::default_handle(), limits.clone())
-            .await
-            .unwrap()
-    );
-    let found = server.find_api_key("k2").await.unwrap().unwrap();
-    assert_eq!(found.agent_limits, limits);
-
-    assert!(admin.revoke_api_key("k2", NOW).await.unwrap());
-    assert_eq!(revoked_at(&*server, "k2").await, Some(NOW));
-    server.close().await;
-    admin.close().await;
-}
-
-/// A marker file deleted while a server runs is followed once it is made
-/// anew: changes written after that still reach the running store.
-#[tokio::test]
-async fn sqlite_a_deleted_key_marker_is_followed_within_a_second() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, url, agent) = sqlite_store(&dir, "marker.db").await;
-    server.insert_api_key(api_key("k3", agent)).await.unwrap();
-    assert_eq!(revoked_at(&*server, "k3").await, None);
-
-    std::fs::remove_file(dir.path().join("marker.db.keys-changed")).unwrap();
-    let admin = endusers_store::open(&url, NOW).await.unwrap();
-    assert!(admin.revoke_api_key("k3", NOW).await.unwrap());
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    assert_eq!(revoked_at(&*server, "k3").await, Some(NOW));
-    server.close().await;
-    admin.close().await;
-}
-
-/// A stored row that no longer parses is an error, never a default: empty
-/// event filters would subscribe the endpoint to every event, and empty
-/// channel metadata would be written back over the real one.
-#[tokio::test]
-async fn sqlite_damaged_rows_are_errors_not_defaults() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _, agent) = sqlite_store(&dir, "damaged.db").await;
-    store
-        .create_webhook(endpoint(agent, "ep_damaged", &["v1.end_user.updated"]))
-        .await
-        .unwrap();
-    let raw = rusqlite::Connection::open(dir.path().join("damaged.db")).unwrap();
-    raw.execute(
-        "UPDATE webhook_endpoints SET event_filters = 'not json' WHERE id = 'ep_damaged'",
-        [],
-    )
-    .unwrap();
-    assert!(store.get_webhook(agent, "ep_damaged").await.is_err());
-
-    // An orphan whose id no longer parses is swept all the same, instead of
-    // being found again on every pass.
-    raw.execute(
-        "INSERT INTO end_users (agent_id, id, version, created_at, updated_at, orphan_until)
-         VALUES (?1, 'not-an-id', 1, 0, 0, 0)",
-        [agent.0],
-    )
-    .unwrap();
-    assert_eq!(store.delete_orphans(NOW, 10).await.unwrap(), 1);
-    let left: i64 = raw
-        .query_row("SELECT count(*) FROM end_users", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(left, 0);
-
-    // An id that no longer parses, whether the row's own or a reference.
-    raw.execute(
-        "INSERT INTO end_users (agent_id, id, version, created_at, updated_at)
-         VALUES (?1, 'not-an-id', 1, 0, 0)",
-        [agent.0],
-    )
-    .unwrap();
-    assert!(store.list_end_users(agent, None, 10).await.is_err());
-    raw.execute("DELETE FROM end_users WHERE id = 'not-an-id'", [])
-        .unwrap();
-    assert!(store.list_end_users(agent, None, 10).await.is_ok());
-
-    // Metadata that is no longer one JSON object: an error, whether the
-    // user is read or answered straight from the row, never broken JSON.
-    let id = IdGenerator::new().next(NOW, rand_u64());
-    for damaged in ["{\"n\":1", "[1]", "{\"n\":1} {}", "{\"n\":1.5}"] {
-        raw.execute("DELETE FROM end_users", []).unwrap();
-        raw.execute(
-            "INSERT INTO end_users (agent_id, id, metadata, version, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 1, 0, 0)",
-            rusqlite::params![agent.0, id.text().as_str(), damaged],
-        )
-        .unwrap();
-        assert!(store.get_end_user(agent, id).await.is_err(), "{damaged}");
-        assert!(
-            store.get_end_user_json(agent, id).await.is_err(),
-            "{damaged}"
-        );
-    }
-    raw.execute("DELETE FROM end_users", []).unwrap();
-
-    // A rate-limit override that no longer parses: the agent's own limit is
-    // not silently replaced by the default.
-    store
-        .insert_api_key(api_key("k_damaged", agent))
-        .await
-        .unwrap();
-    raw.execute(
-        "UPDATE agents SET rate_limit_global = 'nonsense' WHERE id = ?1",
-        [agent.0],
-    )
-    .unwrap();
-    assert!(store.find_api_key("k_damaged").await.is_err());
-    assert!(
-        store
-            .agent_limits(&AgentHandle::default_handle())
-            .await
-            .is_err()
-    );
-    store.close().await;
-}
-
-/// The bundled SQLite is built with the options in `.cargo/config.toml`:
-/// without them every page fetch of every connection takes one global
-/// mutex. Checked here because a build that missed them (the variable set
-/// elsewhere, say) would still pass every other test, only slower.
-#[test]
-fn sqlite_is_built_without_the_locks_every_connection_shares() {
-    let conn = rusqlite::Connection::open_in_memory().unwrap();
-    let options: Vec<String> = conn
-        .prepare("PRAGMA compile_options")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(
-        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
-        "{options:?}"
-    );
-    assert!(
-        options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
-        "{options:?}"
-    );
-}
-
-/// The writer never checkpoints; a thread of its own copies the log back
-/// into the database file within about a second, with no commit
-/// needed to set it off.
-#[tokio::test]
-async fn sqlite_the_log_is_copied_back_into_the_database_file_in_the_background() {
-    let fixture = sqlite().await;
-    let agent = fixture.default_agent().await;
-    let file = fixture.sqlite_file();
-    // Let any checkpoint of the migrations finish first.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let before = std::fs::metadata(&file).unwrap().len();
-    // A few hundred pages of users: far below the 1,000 pages at which
-    // SQLite's own automatic checkpoint would run.
-    for n in 0..400 {
-        let name = format!("user {n} {}", "x".repeat(200));
-        fixture
-            .create(agent, json!({"profile": {"first_name": name}}))
-            .await;
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    let mut after = before;
-    while after <= before && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        after = std::fs::metadata(&file).unwrap().len();
-    }
-    assert!(
-        after > before,
-        "the database file stayed at {before} bytes: the log was not copied back"
-    );
-    fixture.store.close().await;
-}
-
-/// The checkpoint sequence number in a `-wal` file's header: SQLite adds
-/// one each time the log starts over from its beginning.
-fn log_restarts(wal: &std::path::Path) -> Option<u32> {
-    use std::io::Read as _;
-    // The header only: the log itself runs to megabytes.
-    let mut header = [0u8; 16];
-    std::fs::File::open(wal)
-        .ok()?
-        .read_exact(&mut header)
-        .ok()?;
-    let [.., a, b, c, d] = header;
-    Some(u32::from_be_bytes([a, b, c, d]))
-}
-
-/// Under a stream of writes that never pauses (and readers that never
-/// stop), the log still starts over every second or so instead of growing
-/// without end: the writer finishes what the background checkpoint could
-/// not copy while commits kept coming.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_the_log_starts_over_under_writes_that_never_pause() {
-    let fixture = Arc::new(sqlite().await);
-    let agent = fixture.default_agent().await;
-    let wal = fixture.dir.path().join(format!("{SQLITE_FILE}-wal"));
-    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (fixture, running) = (Arc::clone(&fixture), Arc::clone(&running));
-        tasks.push(tokio::spawn(async move {
-            let mut last = None;
-            while running.load(std::sync::atomic::Ordering::Relaxed) {
-                let name = "x".repeat(200);
-                let user = fixture
-                    .create(agent, json!({"profile": {"first_name": name}}))
-                    .await;
-                if let Some(id) = last {
-                    fixture.store.get_end_user(agent, id).await.unwrap();
-                }
-                last = Some(user.end_user_id);
+    (@cases $fresh:ident: $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::contract::$case($fresh().await).await;
             }
-        }));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(4500);
-    while std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        seen.extend(log_restarts(&wal));
-    }
-    running.store(false, std::sync::atomic::Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    assert!(
-        seen.len() >= 3,
-        "the log started over {} times in 4.5 s of steady writes (sequence numbers seen: {seen:?})",
-        seen.len().saturating_sub(1)
-    );
-    fixture.store.close().await;
-}
-
-/// Checkpoints from another connection (as another process would) until
-/// one runs and copies the whole log, for up to `within`; whether one did.
-/// A checkpoint that could not run at all (another one held the lock)
-/// reports -1 frames for both counts, which is not a copy of everything.
-async fn whole_log_copied_elsewhere(
-    raw: &rusqlite::Connection,
-    within: std::time::Duration,
-) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
-        let (busy, log, copied): (i64, i64, i64) = raw
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })
-            .unwrap();
-        if busy == 0 && log >= 0 && log == copied {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    false
-}
-
-/// A second connection to a fixture's database that never waits for a lock.
-fn raw_connection(f: &Fixture) -> rusqlite::Connection {
-    let raw = rusqlite::Connection::open(f.sqlite_file()).unwrap();
-    raw.busy_timeout(std::time::Duration::ZERO).unwrap();
-    raw
-}
-
-/// After each commit the store keeps one read transaction open at that
-/// commit, so that reads need no file lock of their own (its read anchor).
-/// It must sit at the newest commit, never holding a checkpoint back: a
-/// checkpoint from elsewhere still copies the whole log. And it must be
-/// there: starting the log over needs every reader off the log, so another
-/// connection's attempt is refused while the anchor holds.
-#[tokio::test]
-async fn sqlite_a_read_transaction_stays_open_at_the_newest_commit() {
-    let fixture = sqlite().await;
-    let agent = fixture.default_agent().await;
-    let raw = raw_connection(&fixture);
-    for round in 0..3 {
-        fixture
-            .create(
-                agent,
-                json!({"profile": {"first_name": format!("round {round}")}}),
-            )
-            .await;
-        // The writer answers before it moves the anchor: give it a moment.
-        assert!(
-            whole_log_copied_elsewhere(&raw, std::time::Duration::from_secs(2)).await,
-            "round {round}: a reader holds the log back"
-        );
-        let busy: i64 = raw
-            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(busy, 1, "round {round}: nobody was reading the log");
-    }
-    fixture.store.close().await;
-}
-
-/// The read anchor also follows commits made elsewhere (an admin command,
-/// another server on the same file) while this store writes nothing: left
-/// at its own last commit, it would keep their pages in the log for good.
-#[tokio::test]
-async fn sqlite_the_read_anchor_follows_commits_made_elsewhere() {
-    let fixture = sqlite().await;
-    let agent = fixture.default_agent().await;
-    fixture.create(agent, json!({"profile": {}})).await;
-    let raw = raw_connection(&fixture);
-    raw.pragma_update(None, "user_version", 7).unwrap();
-    assert!(
-        whole_log_copied_elsewhere(&raw, std::time::Duration::from_secs(3)).await,
-        "the anchor kept another connection's commit in the log"
-    );
-    fixture.store.close().await;
+        )*
+    };
 }

@@ -4,7 +4,9 @@
 
 use rusqlite::Connection;
 
-use crate::StoreError;
+use endusers_store::StoreError;
+
+use crate::Error;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
@@ -18,7 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_messages_by_seq.sql"),
 ];
 
-pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn run(conn: &mut Connection) -> Result<(), Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let applied: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let applied = usize::try_from(applied).unwrap_or(0);
@@ -26,7 +28,7 @@ pub(crate) fn run(conn: &mut Connection) -> Result<(), StoreError> {
         return Err(StoreError::Config(format!(
             "the database schema (version {applied}) is newer than this binary knows ({}); upgrade endusers",
             MIGRATIONS.len()
-        )));
+        )).into());
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         tx.execute_batch(sql)?;

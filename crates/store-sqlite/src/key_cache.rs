@@ -30,7 +30,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use crate::{ApiKeyRecord, StoreError};
+use endusers_store::{ApiKeyRecord, StoreError};
+
+use crate::Error;
 
 /// More keys than this in use at once empties the cache, so it stays small.
 const MAX_KEYS: usize = 4_096;
@@ -64,7 +66,7 @@ struct State {
 
 impl KeyCache {
     /// The cache for the database at `database`, creating its marker file.
-    pub(super) fn new(database: &Path) -> Result<Self, StoreError> {
+    pub(super) fn new(database: &Path) -> Result<Self, Error> {
         let mut marker = database.as_os_str().to_owned();
         marker.push(".keys-changed");
         let marker = PathBuf::from(marker);
@@ -85,8 +87,8 @@ impl KeyCache {
     pub(super) fn find(
         &self,
         key_id: &str,
-        read: impl FnOnce() -> Result<Option<ApiKeyRecord>, StoreError>,
-    ) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
+        read: impl FnOnce() -> Result<Option<ApiKeyRecord>, Error>,
+    ) -> Result<Option<Arc<ApiKeyRecord>>, Error> {
         // The version is taken before the database is read: a change that
         // lands in between makes the next request see a newer version.
         let Some(version) = self.version() else {
@@ -122,11 +124,12 @@ impl KeyCache {
 
     /// Tells every process's cache that keys or agents changed. Called
     /// after the change is committed.
-    pub(super) fn changed(&self) -> Result<(), StoreError> {
+    pub(super) fn changed(&self) -> Result<(), Error> {
         open_marker(&self.marker)
             .and_then(|mut file| file.write_all(b"\n"))
             .map_err(|e| {
                 StoreError::Backend(format!("cannot append to {}: {e}", self.marker.display()))
+                    .into()
             })
     }
 

@@ -4,24 +4,34 @@
 //!
 //! Isolation: each endpoint has its own number of slots, and a delivery is
 //! only leased when a slot is free, so an endpoint that hangs fills its own
-//! slots and nobody else's. A write that queues deliveries wakes the
-//! dispatcher at once; a poll catches retries that come due and anything a
-//! crashed process left leased.
+//! slots and nobody else's. The store announces each commit that queues
+//! deliveries, which wakes the dispatcher at once; a poll catches retries
+//! that come due and anything a crashed process left leased.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use endusers_core::Clock;
 use endusers_core::webhook::{Answer, NextStep, next_step};
-use endusers_store::{AttemptRecord, Claim, Delivery};
+use endusers_store::{AttemptRecord, Claim, Delivery, OutboxStore};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::WebhookSettings;
-use super::client::{self, Target, WebhookClient};
-use super::signature::{self, EndpointSecret};
-use crate::AppState;
+use crate::metrics::WebhookMetrics;
+use crate::webhooks::WebhookSettings;
+use crate::webhooks::client::{self, Target, WebhookClient};
+use crate::webhooks::signature::{self, EndpointSecret};
+
+/// What the dispatcher works with, and nothing more.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub outbox: Arc<dyn OutboxStore>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Arc<WebhookSettings>,
+    pub metrics: Arc<WebhookMetrics>,
+}
 
 // Header names made once: given as text, each would be parsed and copied
 // again for every delivery.
@@ -128,8 +138,11 @@ fn lock(in_flight: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
 
 /// Runs until `stop` turns true, then lets in-flight deliveries finish
 /// (each is bounded by the webhook timeout) and records them.
-pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
-    let settings = state.config.webhooks.clone();
+pub async fn run(state: Dispatcher, mut stop: watch::Receiver<bool>) {
+    let settings = Arc::clone(&state.settings);
+    let changes = state.outbox.changes();
+    // A finished delivery that freed a slot a claim could not use.
+    let slot_freed = Arc::new(Notify::new());
     let client = match WebhookClient::build(&settings) {
         Ok(client) => Arc::new(client),
         Err(err) => {
@@ -153,7 +166,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         if wanted > 0 {
             let now = state.clock.now();
             match state
-                .store
+                .outbox
                 .claim_deliveries(now, now.saturating_add(lease), claim)
                 .await
             {
@@ -162,13 +175,13 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                     lock(&in_flight).start(&deliveries);
                     for delivery in deliveries {
                         let target = targets.get(&delivery.url);
-                        state.webhook_metrics.sent();
+                        state.metrics.sent();
                         let task = Attempt {
                             state: state.clone(),
                             client: Arc::clone(&client),
                             in_flight: Arc::clone(&in_flight),
                             records: records.clone(),
-                            wakeup: Arc::clone(&state.webhook_wakeup),
+                            slot_freed: Arc::clone(&slot_freed),
                         };
                         tokio::spawn(task.deliver(delivery, target));
                     }
@@ -184,7 +197,8 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             continue;
         }
         tokio::select! {
-            () = state.webhook_wakeup.notified() => {}
+            () = changes.changed() => {}
+            () = slot_freed.notified() => {}
             () = tokio::time::sleep(settings.poll_interval) => {}
             _ = stop.changed() => break,
         }
@@ -199,38 +213,31 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 /// Writes attempts in batches: whatever has finished since the last write.
-async fn record_attempts(state: AppState, mut recorded: mpsc::UnboundedReceiver<AttemptRecord>) {
-    let disable_after = state.config.webhooks.disable_after;
+async fn record_attempts(state: Dispatcher, mut recorded: mpsc::UnboundedReceiver<AttemptRecord>) {
+    let disable_after = state.settings.disable_after;
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while recorded.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let disable_if_failing_since = state.clock.now().saturating_sub(disable_after);
         let records = std::mem::take(&mut batch);
-        let retries = records
-            .iter()
-            .any(|r| matches!(r.next, NextStep::RetryAt(_)));
-        match state
-            .store
+        // A retry due at once is announced by the store once committed.
+        if let Err(err) = state
+            .outbox
             .record_attempts(records, disable_if_failing_since)
             .await
         {
-            // A retry may be due at once (the schedule starts at 0 s), and
-            // it could not be claimed before this commit released its lease:
-            // wake the dispatcher rather than leave it to the next poll.
-            Ok(()) if retries => state.webhook_wakeup.notify_one(),
-            Ok(()) => {}
             // The leases lapse and the deliveries are sent again: at least
             // once, never lost.
-            Err(err) => tracing::error!(error = %err, "recording webhook attempts failed"),
+            tracing::error!(error = %err, "recording webhook attempts failed");
         }
     }
 }
 
 struct Attempt {
-    state: AppState,
+    state: Dispatcher,
     client: Arc<WebhookClient>,
     in_flight: Arc<Mutex<InFlight>>,
     records: mpsc::UnboundedSender<AttemptRecord>,
-    wakeup: Arc<Notify>,
+    slot_freed: Arc<Notify>,
 }
 
 /// What one HTTP exchange came to.
@@ -251,7 +258,7 @@ impl Outcome {
 
 impl Attempt {
     async fn deliver(self, mut delivery: Delivery, target: Result<Target, String>) {
-        let settings = &self.state.config.webhooks;
+        let settings = &self.state.settings;
         let started = Instant::now();
         // The body moves into the request; nothing after the send needs it.
         let payload = std::mem::take(&mut delivery.payload);
@@ -295,10 +302,10 @@ impl Attempt {
             next,
             lease: delivery.lease,
         };
-        self.state.webhook_metrics.finished(&record.next);
+        self.state.metrics.finished(&record.next);
         let _ = self.records.send(record);
         if wake {
-            self.wakeup.notify_one();
+            self.slot_freed.notify_one();
         }
     }
 

@@ -24,7 +24,9 @@ use tokio::sync::oneshot;
 use super::anchor::ReadAnchor;
 use super::checkpointer::Handoff;
 use super::run_cached;
-use crate::{StoreError, WriteStats};
+use endusers_store::{StoreError, WriteStats};
+
+use crate::Error;
 
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -75,19 +77,19 @@ pub(crate) trait WriteJob: Send {
     /// transaction (see [`Job::unguarded`]).
     fn guarded(&self) -> bool;
     /// Answers the caller once the transaction's fate is known.
-    fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
+    fn finish(self: Box<Self>, commit: Result<(), &Error>);
 }
 
 pub(crate) struct Job<T, F> {
     work: Option<F>,
-    outcome: Option<Result<T, StoreError>>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
+    outcome: Option<Result<T, Error>>,
+    reply: oneshot::Sender<Result<T, Error>>,
     on_failure: Option<Box<dyn FnOnce() + Send>>,
     guarded: bool,
 }
 
 impl<T, F> Job<T, F> {
-    pub(crate) fn new(work: F, reply: oneshot::Sender<Result<T, StoreError>>) -> Self {
+    pub(crate) fn new(work: F, reply: oneshot::Sender<Result<T, Error>>) -> Self {
         Self {
             work: Some(work),
             outcome: None,
@@ -122,13 +124,13 @@ impl<T, F> Job<T, F> {
 impl<T, F> WriteJob for Job<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+    F: FnOnce(&Connection) -> Result<T, Error> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
         let outcome = match self.work.take() {
             Some(work) => catch_unwind(AssertUnwindSafe(|| work(conn)))
-                .unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into()))),
-            None => Err(StoreError::Backend("a write ran twice".into())),
+                .unwrap_or_else(|_| Err(StoreError::Backend("a write panicked".into()).into())),
+            None => Err(StoreError::Backend("a write ran twice".into()).into()),
         };
         let keep = outcome.is_ok();
         self.outcome = Some(outcome);
@@ -139,14 +141,14 @@ where
         self.guarded
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
+    fn finish(self: Box<Self>, commit: Result<(), &Error>) {
         let answer = match (self.outcome, commit) {
             (Some(Err(own)), _) => Err(own),
             (Some(Ok(value)), Ok(())) => Ok(value),
             (Some(Ok(_)), Err(commit)) => {
-                Err(StoreError::Backend(format!("commit failed: {commit}")))
+                Err(StoreError::Backend(format!("commit failed: {commit}")).into())
             }
-            (None, _) => Err(StoreError::Backend("a write never ran".into())),
+            (None, _) => Err(StoreError::Backend("a write never ran".into()).into()),
         };
         if let (Err(_), Some(undo)) = (&answer, self.on_failure) {
             undo();
@@ -198,7 +200,7 @@ pub(crate) fn run(
     // Writes queued behind the stop signal are refused, not dropped silently.
     while let Ok(message) = queue.try_recv() {
         if let Message::Job(job) = message {
-            job.finish(Err(&StoreError::Closed));
+            job.finish(Err(&Error::Store(StoreError::Closed)));
         }
     }
 }
@@ -210,7 +212,7 @@ pub(crate) fn run(
 /// use of the cache hashes and copies the statement's text (about 850
 /// instructions, counted by callgrind), and a batch holds up to
 /// [`MAX_BATCH`] jobs.
-fn run_jobs(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
+fn run_jobs(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), Error> {
     let mut savepoint = conn.prepare_cached("SAVEPOINT job")?;
     let mut release = conn.prepare_cached("RELEASE job")?;
     for job in batch.iter_mut() {
@@ -229,7 +231,8 @@ fn run_jobs(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), St
         if !job.run(conn) && (conn.total_changes() != changes_before || conn.is_autocommit()) {
             return Err(StoreError::Backend(
                 "a write failed part way through a shared transaction".into(),
-            ));
+            )
+            .into());
         }
     }
     Ok(())
@@ -246,7 +249,7 @@ fn between_transactions(conn: &Connection, checkpoints: &Handoff, anchor: &ReadA
     anchor.hold();
 }
 
-fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
+fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), Error> {
     run_cached(conn, "BEGIN IMMEDIATE")?;
     // A job alone needs no savepoint: its transaction undoes it. A
     // savepoint copies every page the job changes into a journal of its
@@ -275,8 +278,10 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn WriteJob>]) -> Resul
 mod tests {
     use tokio::sync::oneshot;
 
+    use endusers_store::StoreError;
+
     use super::{Job, WriteJob, commit_batch};
-    use crate::StoreError;
+    use crate::Error;
 
     /// A write that shares its transaction and changes more pages than its
     /// savepoint's journal keeps in memory (so the journal goes on in a
@@ -297,8 +302,8 @@ mod tests {
              INSERT INTO wide SELECT k, printf('%.2000c', 'a') FROM n;",
         )
         .unwrap();
-        let (large_reply, large_answer) = oneshot::channel::<Result<(), StoreError>>();
-        let (small_reply, small_answer) = oneshot::channel::<Result<(), StoreError>>();
+        let (large_reply, large_answer) = oneshot::channel::<Result<(), Error>>();
+        let (small_reply, small_answer) = oneshot::channel::<Result<(), Error>>();
         let mut batch: Vec<Box<dyn WriteJob>> = vec![
             Box::new(Job::new(
                 |conn: &rusqlite::Connection| {
@@ -306,7 +311,7 @@ mod tests {
                     // undo copies, far past the 64 KiB kept in memory.
                     let changed = conn.execute("UPDATE wide SET v = printf('%.2000c', 'b')", [])?;
                     assert_eq!(changed, 200);
-                    Err(StoreError::Conflict("after changing every row"))
+                    Err(StoreError::Conflict("after changing every row").into())
                 },
                 large_reply,
             )),
@@ -324,7 +329,9 @@ mod tests {
         }
         assert!(matches!(
             large_answer.blocking_recv().unwrap(),
-            Err(StoreError::Conflict("after changing every row"))
+            Err(Error::Store(StoreError::Conflict(
+                "after changing every row"
+            )))
         ));
         small_answer.blocking_recv().unwrap().unwrap();
         let changed: i64 = conn
@@ -345,7 +352,7 @@ mod tests {
         assert_eq!((changed, untouched, landed), (0, 200, 1));
     }
 
-    type Answer = oneshot::Receiver<Result<(), StoreError>>;
+    type Answer = oneshot::Receiver<Result<(), Error>>;
 
     /// A job inserting `k` into `t`, then failing if `fail` says so;
     /// `guarded` or not (see [`Job::unguarded`]).
@@ -354,7 +361,7 @@ mod tests {
         let job = Job::new(
             move |conn: &rusqlite::Connection| {
                 conn.execute("INSERT INTO t VALUES (?1)", [k])?;
-                fail.map_or(Ok(()), Err)
+                fail.map_or(Ok(()), |err| Err(err.into()))
             },
             reply,
         );
@@ -421,7 +428,7 @@ mod tests {
         assert!(before_answer.blocking_recv().unwrap().is_err());
         assert!(matches!(
             failing_answer.blocking_recv().unwrap(),
-            Err(StoreError::Conflict("after a change"))
+            Err(Error::Store(StoreError::Conflict("after a change")))
         ));
         assert!(after_answer.blocking_recv().unwrap().is_err());
         assert!(rows(&conn).is_empty());

@@ -4,7 +4,9 @@
 use endusers_core::{AgentId, EndUserId, SensitiveKey, Timestamp};
 use rusqlite::{Connection, Row, params};
 
-use crate::{OwnedSealedValue, SealedValue, SensitiveChange, StoreError};
+use endusers_store::{OwnedSealedValue, SealedValue, SensitiveChange};
+
+use crate::Error;
 
 fn sealed_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<SealedValue> {
     Ok(SealedValue {
@@ -21,7 +23,7 @@ pub(super) fn apply(
     agent: AgentId,
     end_user: EndUserId,
     changes: &[SensitiveChange],
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     let id = end_user.text();
     for change in changes {
         match change {
@@ -59,7 +61,7 @@ pub(super) fn live(
     agent: AgentId,
     end_user: EndUserId,
     now: Timestamp,
-) -> Result<Vec<SealedValue>, StoreError> {
+) -> Result<Vec<SealedValue>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT name, key_id, nonce, ciphertext, expires_at FROM sensitive_values
          WHERE agent_id = ?1 AND end_user_id = ?2 AND expires_at > ?3 ORDER BY name",
@@ -77,7 +79,7 @@ pub(super) fn delete_expired(
     conn: &Connection,
     now: Timestamp,
     limit: usize,
-) -> Result<usize, StoreError> {
+) -> Result<usize, Error> {
     let limit = super::sql_limit(limit);
     let deleted = conn
         .prepare_cached(
@@ -92,7 +94,7 @@ pub(super) fn sealed_under_other_keys(
     conn: &Connection,
     active_key_id: &str,
     limit: usize,
-) -> Result<Vec<OwnedSealedValue>, StoreError> {
+) -> Result<Vec<OwnedSealedValue>, Error> {
     let limit = super::sql_limit(limit);
     let mut stmt = conn.prepare_cached(
         "SELECT agent_id, end_user_id, name, key_id, nonce, ciphertext, expires_at FROM sensitive_values
@@ -117,7 +119,7 @@ pub(super) fn sealed_under_other_keys(
 pub(super) fn replace_sealed(
     conn: &Connection,
     replacements: &[(OwnedSealedValue, SealedValue)],
-) -> Result<usize, StoreError> {
+) -> Result<usize, Error> {
     let mut replaced = 0;
     // Taken from the cache once for the batch, not once per value.
     let mut replace = conn.prepare_cached(
@@ -138,7 +140,7 @@ pub(super) fn replace_sealed(
     Ok(replaced)
 }
 
-pub(super) fn count_by_key_id(conn: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
+pub(super) fn count_by_key_id(conn: &Connection) -> Result<Vec<(String, u64)>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT key_id, COUNT(*) FROM sensitive_values GROUP BY key_id ORDER BY key_id",
     )?;

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 
-use crate::StoreError;
+use endusers_store::StoreError;
+
+use crate::Error;
 
 /// Idle connections beyond this are closed instead of kept: more than this
 /// many threads never read at once (the async workers plus a few blocking
@@ -41,10 +43,10 @@ impl InlineReaders {
     /// Runs `f` on an idle connection (opening one if none is idle).
     pub(super) fn read<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(StoreError::Closed);
+            return Err(StoreError::Closed.into());
         }
         // The list is released before a connection is opened: an open runs
         // several statements, and other threads' reads must not wait on it.

@@ -3,7 +3,9 @@
 use endusers_core::{AgentHandle, AgentId, RatePolicy, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::{Agent, AgentLimits, ApiKeyRecord, NewApiKey, StoreError};
+use endusers_store::{Agent, AgentLimits, ApiKeyRecord, NewApiKey, StoreError};
+
+use crate::Error;
 
 fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
     Ok(Agent {
@@ -14,7 +16,7 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
 }
 
 /// An empty database gets the agent `default`, so a first start is usable.
-pub(super) fn ensure_an_agent(conn: &Connection, now: Timestamp) -> Result<(), StoreError> {
+pub(super) fn ensure_an_agent(conn: &Connection, now: Timestamp) -> Result<(), Error> {
     conn.execute(
         "INSERT INTO agents (handle, created_at) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM agents)",
         params![AgentHandle::DEFAULT, now.as_micros()],
@@ -26,12 +28,12 @@ pub(super) fn create_agent(
     conn: &Connection,
     handle: &AgentHandle,
     now: Timestamp,
-) -> Result<Agent, StoreError> {
+) -> Result<Agent, Error> {
     let inserted = conn
         .prepare_cached("INSERT INTO agents (handle, created_at) VALUES (?1, ?2) ON CONFLICT (handle) DO NOTHING")?
         .execute(params![handle.as_str(), now.as_micros()])?;
     if inserted == 0 {
-        return Err(StoreError::Conflict("agent handle"));
+        return Err(StoreError::Conflict("agent handle").into());
     }
     Ok(Agent {
         id: AgentId(conn.last_insert_rowid()),
@@ -40,17 +42,14 @@ pub(super) fn create_agent(
     })
 }
 
-pub(super) fn find_agent(
-    conn: &Connection,
-    handle: &AgentHandle,
-) -> Result<Option<Agent>, StoreError> {
+pub(super) fn find_agent(conn: &Connection, handle: &AgentHandle) -> Result<Option<Agent>, Error> {
     Ok(conn
         .prepare_cached("SELECT id, handle, created_at FROM agents WHERE handle = ?1")?
         .query_row([handle.as_str()], agent_from_row)
         .optional()?)
 }
 
-pub(super) fn list_agents(conn: &Connection) -> Result<Vec<Agent>, StoreError> {
+pub(super) fn list_agents(conn: &Connection) -> Result<Vec<Agent>, Error> {
     let mut stmt = conn.prepare_cached("SELECT id, handle, created_at FROM agents ORDER BY id")?;
     let agents = stmt
         .query_map([], agent_from_row)?
@@ -58,7 +57,7 @@ pub(super) fn list_agents(conn: &Connection) -> Result<Vec<Agent>, StoreError> {
     Ok(agents)
 }
 
-pub(super) fn insert_api_key(conn: &Connection, key: &NewApiKey) -> Result<(), StoreError> {
+pub(super) fn insert_api_key(conn: &Connection, key: &NewApiKey) -> Result<(), Error> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO api_keys (key_id, agent_id, name, secret_hash, created_at)
@@ -72,7 +71,7 @@ pub(super) fn insert_api_key(conn: &Connection, key: &NewApiKey) -> Result<(), S
             key.created_at.as_micros()
         ])?;
     if inserted == 0 {
-        return Err(StoreError::Conflict("key id"));
+        return Err(StoreError::Conflict("key id").into());
     }
     Ok(())
 }
@@ -118,17 +117,14 @@ fn limits_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<AgentLimits>
     })
 }
 
-pub(super) fn find_api_key(
-    conn: &Connection,
-    key_id: &str,
-) -> Result<Option<ApiKeyRecord>, StoreError> {
+pub(super) fn find_api_key(conn: &Connection, key_id: &str) -> Result<Option<ApiKeyRecord>, Error> {
     Ok(conn
         .prepare_cached(concat!("SELECT ", key_columns!(), " WHERE k.key_id = ?1"))?
         .query_row([key_id], key_from_row)
         .optional()?)
 }
 
-pub(super) fn list_api_keys(conn: &Connection) -> Result<Vec<ApiKeyRecord>, StoreError> {
+pub(super) fn list_api_keys(conn: &Connection) -> Result<Vec<ApiKeyRecord>, Error> {
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
         key_columns!(),
@@ -144,7 +140,7 @@ pub(super) fn revoke_api_key(
     conn: &Connection,
     key_id: &str,
     now: Timestamp,
-) -> Result<bool, StoreError> {
+) -> Result<bool, Error> {
     let changed = conn
         .prepare_cached(
             "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
@@ -157,7 +153,7 @@ pub(super) fn set_agent_limits(
     conn: &Connection,
     handle: &AgentHandle,
     limits: &AgentLimits,
-) -> Result<bool, StoreError> {
+) -> Result<bool, Error> {
     let changed = conn
         .prepare_cached(
             "UPDATE agents SET rate_limit_end_user = ?2, rate_limit_global = ?3 WHERE handle = ?1",
@@ -173,7 +169,7 @@ pub(super) fn set_agent_limits(
 pub(super) fn agent_limits(
     conn: &Connection,
     handle: &AgentHandle,
-) -> Result<Option<AgentLimits>, StoreError> {
+) -> Result<Option<AgentLimits>, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT rate_limit_end_user, rate_limit_global FROM agents WHERE handle = ?1",

@@ -1,4 +1,4 @@
-//! The embedded backend: one SQLite file in WAL mode with
+//! The embedded backend of endusers: one SQLite file in WAL mode with
 //! `synchronous=FULL`, so an acknowledged write is on disk.
 //!
 //! One thread owns the write connection and commits queued writes together
@@ -10,6 +10,7 @@ mod checkpointer;
 mod conversations;
 mod cursors;
 mod end_users;
+mod error;
 mod inline;
 mod key_cache;
 mod keys;
@@ -32,12 +33,15 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Row};
 use tokio::sync::oneshot;
 
-use crate::{
-    Agent, AgentLimits, ApiKeyRecord, Attempt, AttemptRecord, Claim, ConversationMutation, Created,
-    Delivery, EndpointMutation, Mutation, NewApiKey, NewConversation, OwnedSealedValue,
-    SealedValue, SensitiveChange, StartedConversation, Store, StoreError, Updated, WebhookEndpoint,
+use endusers_store::{
+    Agent, AgentLimits, ApiKeyRecord, Attempt, AttemptRecord, Changes, Claim, ConversationMutation,
+    ConversationStore, Created, Delivery, EndUserStore, EndpointMutation, EndpointStore, KeyStore,
+    Maintenance, Mutation, NewApiKey, NewConversation, OutboxStore, OwnedSealedValue, SealedValue,
+    SensitiveChange, SensitiveStore, StartedConversation, StoreError, Updated, WebhookEndpoint,
     WriteStats,
 };
+
+pub(crate) use crate::error::Error;
 use writer::{Job, Message};
 
 /// The file path a `sqlite://` URL names: `sqlite://./data/x.db` is the
@@ -81,6 +85,8 @@ pub struct SqliteStore {
     outbox: Arc<Mutex<webhooks::OutboxReader>>,
     /// Counted by the writer thread.
     write_counters: Arc<writer::Counters>,
+    /// Announces commits that dispatchers may want.
+    changes: Changes,
 }
 
 /// Runs a statement that returns no rows from the connection's cache: the
@@ -94,7 +100,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// How long a connection waits for a lock another holds.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Error> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -133,12 +139,13 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
 impl SqliteStore {
     pub async fn open(path: &Path, options: Options, now: Timestamp) -> Result<Self, StoreError> {
         let path = path.to_owned();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path, options, now))
+        let opened = tokio::task::spawn_blocking(move || Self::open_blocking(&path, options, now))
             .await
-            .map_err(|e| StoreError::Backend(format!("opening the database failed: {e}")))?
+            .map_err(|e| StoreError::Backend(format!("opening the database failed: {e}")))?;
+        Ok(opened?)
     }
 
-    fn open_blocking(path: &Path, options: Options, now: Timestamp) -> Result<Self, StoreError> {
+    fn open_blocking(path: &Path, options: Options, now: Timestamp) -> Result<Self, Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
@@ -149,7 +156,8 @@ impl SqliteStore {
             return Err(StoreError::Config(format!(
                 "{} cannot use write-ahead logging (journal mode {mode})",
                 path.display()
-            )));
+            ))
+            .into());
         }
         migrations::run(&mut conn)?;
         keys::ensure_an_agent(&conn, now)?;
@@ -191,14 +199,24 @@ impl SqliteStore {
                 outbox_lock::OutboxLock::beside(path),
             ))),
             write_counters,
+            changes: Changes::default(),
         })
+    }
+
+    /// Tells the dispatchers of a write that committed: it may have written
+    /// messages, or made deliveries due.
+    fn announced<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        if outcome.is_ok() {
+            self.changes.announce();
+        }
+        outcome
     }
 
     /// Runs `f` on a reader connection.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: ReadJob = Box::new(move |conn| {
@@ -207,15 +225,15 @@ impl SqliteStore {
         self.reads
             .send(ReadMessage::Job(job))
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(answer.await.map_err(|_| StoreError::Closed)??)
     }
 
     /// Runs `f` on an idle read connection on this thread (see [`inline`]).
     fn read_now<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection) -> Result<T, Error>,
     ) -> Result<T, StoreError> {
-        self.inline.read(f)
+        Ok(self.inline.read(f)?)
     }
 
     /// [`Self::write`] for a change to keys or agents: once committed, every
@@ -223,7 +241,7 @@ impl SqliteStore {
     async fn write_key_change<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
         let outcome = self.write(f).await?;
         self.key_cache.changed()?;
@@ -237,9 +255,7 @@ impl SqliteStore {
     async fn write_outbox<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut webhooks::OutboxReader) -> Result<T, StoreError>
-            + Send
-            + 'static,
+        F: FnOnce(&Connection, &mut webhooks::OutboxReader) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let outbox = Arc::clone(&self.outbox);
@@ -253,7 +269,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::new(f, reply), answer).await
@@ -266,7 +282,7 @@ impl SqliteStore {
     async fn write_unguarded<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::new(f, reply).unguarded(), answer).await
@@ -276,12 +292,12 @@ impl SqliteStore {
     async fn submit<T>(
         &self,
         job: impl writer::WriteJob + 'static,
-        answer: oneshot::Receiver<Result<T, StoreError>>,
+        answer: oneshot::Receiver<Result<T, Error>>,
     ) -> Result<T, StoreError> {
         self.writes
             .send(Message::Job(Box::new(job)))
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(answer.await.map_err(|_| StoreError::Closed)??)
     }
 }
 
@@ -330,21 +346,16 @@ pub const WRITER_THREAD: &str = "sqlite-writer";
 /// Starts a thread of the store. Linux keeps the first 15 bytes of a
 /// thread's name (what `top -H`, `perf` and `/proc/<pid>/task/*/comm`
 /// show; the bench tells the writer apart by it), so names fit in that.
-fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StoreError> {
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
     debug_assert!(name.len() <= 15, "thread name {name:?} is cut short");
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(body)
-        .map_err(|e| StoreError::Backend(format!("cannot start {name}: {e}")))
+        .map_err(|e| StoreError::Backend(format!("cannot start {name}: {e}")).into())
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
-    }
-
+impl KeyStore for SqliteStore {
     async fn create_agent(&self, handle: AgentHandle, now: Timestamp) -> Result<Agent, StoreError> {
         self.write_key_change(move |conn| keys::create_agent(conn, &handle, now))
             .await
@@ -378,9 +389,9 @@ impl Store for SqliteStore {
     }
 
     async fn find_api_key(&self, key_id: &str) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
-        self.key_cache.find(key_id, || {
-            self.read_now(|conn| keys::find_api_key(conn, key_id))
-        })
+        Ok(self.key_cache.find(key_id, || {
+            self.inline.read(|conn| keys::find_api_key(conn, key_id))
+        })?)
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -392,24 +403,33 @@ impl Store for SqliteStore {
         self.write_key_change(move |conn| keys::revoke_api_key(conn, &key_id, now))
             .await
     }
+}
 
+#[async_trait]
+impl EndUserStore for SqliteStore {
     async fn create_end_user(
         &self,
         user: EndUser,
         sensitive: Vec<SensitiveChange>,
         events: Vec<OutboxEvent>,
     ) -> Result<Created, StoreError> {
+        let with_events = !events.is_empty();
         // Refusals (a taken external id answers the user who has it) come
         // before the first change.
-        self.write_unguarded(move |conn| {
-            let created = end_users::create(conn, user)?;
-            if let Created::New(user) = &created {
-                sensitive::apply(conn, user.agent_id, user.end_user_id, &sensitive)?;
-                webhooks::record_events(conn, user.agent_id, &events)?;
-            }
-            Ok(created)
-        })
-        .await
+        let created = self
+            .write_unguarded(move |conn| {
+                let created = end_users::create(conn, user)?;
+                if let Created::New(user) = &created {
+                    sensitive::apply(conn, user.agent_id, user.end_user_id, &sensitive)?;
+                    webhooks::record_events(conn, user.agent_id, &events)?;
+                }
+                Ok(created)
+            })
+            .await?;
+        if with_events && matches!(created, Created::New(_)) {
+            self.changes.announce();
+        }
+        Ok(created)
     }
 
     async fn get_end_user(
@@ -454,25 +474,36 @@ impl Store for SqliteStore {
     ) -> Result<Option<Updated>, StoreError> {
         // Refusals (not found, the mutation's own, a taken external id in
         // the row's one UPDATE) come before the first change.
-        self.write_unguarded(move |conn| {
-            let Some((user, applied)) = end_users::update(conn, agent, id, mutation)? else {
-                return Ok(None);
-            };
-            sensitive::apply(conn, agent, id, &sensitive)?;
-            webhooks::record_events(conn, agent, &applied.events)?;
-            Ok(Some(Updated {
-                user,
-                change: applied.change,
-            }))
-        })
-        .await
+        let updated = self
+            .write_unguarded(move |conn| {
+                let Some((user, applied)) = end_users::update(conn, agent, id, mutation)? else {
+                    return Ok(None);
+                };
+                sensitive::apply(conn, agent, id, &sensitive)?;
+                webhooks::record_events(conn, agent, &applied.events)?;
+                let updated = Updated {
+                    user,
+                    change: applied.change,
+                };
+                Ok(Some((updated, !applied.events.is_empty())))
+            })
+            .await?;
+        Ok(updated.map(|(updated, with_events)| {
+            if with_events {
+                self.changes.announce();
+            }
+            updated
+        }))
     }
 
     async fn delete_end_user(&self, agent: AgentId, id: EndUserId) -> Result<bool, StoreError> {
         self.write(move |conn| end_users::erase(conn, agent, id.text().as_str()))
             .await
     }
+}
 
+#[async_trait]
+impl SensitiveStore for SqliteStore {
     async fn live_sensitive_values(
         &self,
         agent: AgentId,
@@ -512,7 +543,70 @@ impl Store for SqliteStore {
     async fn count_sensitive_values_by_key(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(sensitive::count_by_key_id).await
     }
+}
 
+#[async_trait]
+impl ConversationStore for SqliteStore {
+    async fn create_channel(&self, channel: Channel) -> Result<(), StoreError> {
+        self.write(move |conn| conversations::create_channel(conn, &channel))
+            .await
+    }
+
+    async fn get_channel(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+    ) -> Result<Option<Channel>, StoreError> {
+        self.read_now(|conn| conversations::get_channel(conn, agent, id))
+    }
+
+    async fn list_channels(
+        &self,
+        agent: AgentId,
+        from: Option<EndUserId>,
+        limit: usize,
+    ) -> Result<Vec<Channel>, StoreError> {
+        self.read_now(|conn| conversations::list_channels(conn, agent, from, limit))
+    }
+
+    async fn start_conversation(
+        &self,
+        new: NewConversation,
+    ) -> Result<StartedConversation, StoreError> {
+        self.announced(
+            self.write(move |conn| conversations::start(conn, new))
+                .await,
+        )
+    }
+
+    async fn get_conversation(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.read_now(|conn| conversations::get_conversation(conn, agent, id))
+    }
+
+    async fn update_conversation(
+        &self,
+        agent: AgentId,
+        id: EndUserId,
+        mutation: ConversationMutation,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.announced(
+            self.write(move |conn| conversations::update_conversation(conn, agent, id, mutation))
+                .await,
+        )
+    }
+
+    async fn delete_orphans(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        self.write(move |conn| conversations::delete_orphans(conn, now, limit))
+            .await
+    }
+}
+
+#[async_trait]
+impl EndpointStore for SqliteStore {
     async fn create_webhook(&self, endpoint: WebhookEndpoint) -> Result<(), StoreError> {
         self.write(move |conn| webhooks::create_endpoint(conn, &endpoint))
             .await
@@ -542,39 +636,18 @@ impl Store for SqliteStore {
         mutation: EndpointMutation,
     ) -> Result<Option<WebhookEndpoint>, StoreError> {
         let id = id.to_owned();
-        self.write_outbox(move |conn, reader| {
-            webhooks::update_endpoint(conn, reader, agent, &id, mutation)
-        })
-        .await
+        self.announced(
+            self.write_outbox(move |conn, reader| {
+                webhooks::update_endpoint(conn, reader, agent, &id, mutation)
+            })
+            .await,
+        )
     }
 
     async fn delete_webhook(&self, agent: AgentId, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.write(move |conn| webhooks::delete_endpoint(conn, agent, &id))
             .await
-    }
-
-    async fn claim_deliveries(
-        &self,
-        now: Timestamp,
-        lease_until: Timestamp,
-        claim: Claim,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.write_outbox(move |conn, reader| {
-            webhooks::claim_deliveries(conn, reader, now, lease_until, &claim)
-        })
-        .await
-    }
-
-    async fn record_attempts(
-        &self,
-        records: Vec<AttemptRecord>,
-        disable_if_failing_since: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.write_outbox(move |conn, reader| {
-            webhooks::record_attempts(conn, reader, &records, disable_if_failing_since)
-        })
-        .await
     }
 
     async fn list_attempts(
@@ -595,7 +668,61 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<usize, StoreError> {
         let endpoint = endpoint.to_owned();
-        self.write(move |conn| webhooks::recover(conn, agent, &endpoint, since, now))
+        self.announced(
+            self.write(move |conn| webhooks::recover(conn, agent, &endpoint, since, now))
+                .await,
+        )
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        claim: Claim,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.write_outbox(move |conn, reader| {
+            webhooks::claim_deliveries(conn, reader, now, lease_until, &claim)
+        })
+        .await
+    }
+
+    async fn record_attempts(
+        &self,
+        records: Vec<AttemptRecord>,
+        disable_if_failing_since: Timestamp,
+    ) -> Result<(), StoreError> {
+        // A retry may be due at once (the schedule may start at 0 s), and
+        // no dispatcher could claim it before this commit released it.
+        let retries = records
+            .iter()
+            .any(|r| matches!(r.next, endusers_store::NextStep::RetryAt(_)));
+        let recorded = self
+            .write_outbox(move |conn, reader| {
+                webhooks::record_attempts(conn, reader, &records, disable_if_failing_since)
+            })
+            .await;
+        if retries && recorded.is_ok() {
+            self.changes.announce();
+        }
+        recorded
+    }
+
+    fn changes(&self) -> Changes {
+        self.changes.clone()
+    }
+
+    async fn delivery_counts(&self) -> Result<(u64, u64, u64), StoreError> {
+        self.read(webhooks::delivery_counts).await
+    }
+}
+
+#[async_trait]
+impl Maintenance for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
     }
 
@@ -606,63 +733,6 @@ impl Store for SqliteStore {
     ) -> Result<usize, StoreError> {
         self.write(move |conn| webhooks::prune_history(conn, before, limit))
             .await
-    }
-
-    async fn create_channel(&self, channel: Channel) -> Result<(), StoreError> {
-        self.write(move |conn| conversations::create_channel(conn, &channel))
-            .await
-    }
-
-    async fn get_channel(
-        &self,
-        agent: AgentId,
-        id: EndUserId,
-    ) -> Result<Option<Channel>, StoreError> {
-        self.read_now(|conn| conversations::get_channel(conn, agent, id))
-    }
-
-    async fn list_channels(
-        &self,
-        agent: AgentId,
-        from: Option<EndUserId>,
-        limit: usize,
-    ) -> Result<Vec<Channel>, StoreError> {
-        self.read_now(|conn| conversations::list_channels(conn, agent, from, limit))
-    }
-
-    async fn start_conversation(
-        &self,
-        new: NewConversation,
-    ) -> Result<StartedConversation, StoreError> {
-        self.write(move |conn| conversations::start(conn, new))
-            .await
-    }
-
-    async fn get_conversation(
-        &self,
-        agent: AgentId,
-        id: EndUserId,
-    ) -> Result<Option<Conversation>, StoreError> {
-        self.read_now(|conn| conversations::get_conversation(conn, agent, id))
-    }
-
-    async fn update_conversation(
-        &self,
-        agent: AgentId,
-        id: EndUserId,
-        mutation: ConversationMutation,
-    ) -> Result<Option<Conversation>, StoreError> {
-        self.write(move |conn| conversations::update_conversation(conn, agent, id, mutation))
-            .await
-    }
-
-    async fn delete_orphans(&self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
-        self.write(move |conn| conversations::delete_orphans(conn, now, limit))
-            .await
-    }
-
-    async fn delivery_counts(&self) -> Result<(u64, u64, u64), StoreError> {
-        self.read(webhooks::delivery_counts).await
     }
 
     fn write_stats(&self) -> WriteStats {
@@ -722,7 +792,7 @@ mod tests {
     /// without a savepoint), and the writer goes on with the next one.
     #[tokio::test]
     async fn a_lone_write_that_fails_part_way_leaves_nothing() {
-        use crate::{Store, StoreError};
+        use endusers_store::{Maintenance, StoreError};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let now = endusers_core::Timestamp::from_micros(0);
@@ -738,7 +808,7 @@ mod tests {
         let failed = store
             .write(|conn| {
                 conn.execute("UPDATE webhook_sequence SET last = last + 100", [])?;
-                Err::<(), _>(StoreError::Conflict("part way"))
+                Err::<(), _>(StoreError::Conflict("part way").into())
             })
             .await;
         assert!(matches!(failed, Err(StoreError::Conflict("part way"))));

@@ -4,12 +4,31 @@
 //! in bounded batches so it never holds the writer long.
 
 use std::future::Future;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use endusers_store::StoreError;
+use endusers_core::Clock;
+use endusers_store::{ConversationStore, Maintenance as StoreUpkeep, SensitiveStore, StoreError};
 use tokio::sync::watch;
 
-use crate::AppState;
+use crate::vault::{KeyFile, Vault};
+
+/// What upkeep works on, and nothing more.
+#[derive(Clone)]
+pub struct Upkeep {
+    pub sensitive: Arc<dyn SensitiveStore>,
+    /// Where orphaned end users are found and deleted.
+    pub conversations: Arc<dyn ConversationStore>,
+    pub history: Arc<dyn StoreUpkeep>,
+    pub vault: Arc<Vault>,
+    pub clock: Arc<dyn Clock>,
+    /// The master-key file to watch for rotations, when keys live in one.
+    pub key_file: Option<KeyFile>,
+    /// Webhook attempts and messages older than this are pruned.
+    pub webhook_retention: Duration,
+    /// How often a pass runs.
+    pub interval: Duration,
+}
 
 const SWEEP_BATCH: usize = 1000;
 /// Old webhook history is pruned at most this many rows a pass.
@@ -68,7 +87,7 @@ impl Maintenance {
     }
 
     /// One pass of every task.
-    pub async fn run_once(&mut self, state: &AppState) -> Report {
+    pub async fn run_once(&mut self, state: &Upkeep) -> Report {
         let mut report = Report {
             keyring_reloaded: self.reload_keyring(state),
             ..Report::default()
@@ -76,23 +95,27 @@ impl Maintenance {
         let now = state.clock.now();
         report.expired_deleted = drain("sweeping expired sensitive values", || {
             state
-                .store
+                .sensitive
                 .delete_expired_sensitive_values(now, SWEEP_BATCH)
         })
         .await;
         report.orphans_deleted = drain("deleting orphaned end users", || {
-            state.store.delete_orphans(now, SWEEP_BATCH)
+            state.conversations.delete_orphans(now, SWEEP_BATCH)
         })
         .await;
-        let before = now.saturating_sub(state.config.webhooks.retention);
-        match state.store.prune_webhook_history(before, PRUNE_BATCH).await {
+        let before = now.saturating_sub(state.webhook_retention);
+        match state
+            .history
+            .prune_webhook_history(before, PRUNE_BATCH)
+            .await
+        {
             Ok(pruned) => report.webhook_history_pruned = pruned,
             Err(err) => tracing::error!(error = %err, "pruning webhook history failed"),
         }
         for _ in 0..RESEAL_BATCHES_PER_TICK {
             match state
                 .vault
-                .reseal_batch(state.store.as_ref(), RESEAL_BATCH)
+                .reseal_batch(state.sensitive.as_ref(), RESEAL_BATCH)
                 .await
             {
                 Ok(0) => break,
@@ -116,8 +139,8 @@ impl Maintenance {
         report
     }
 
-    fn reload_keyring(&mut self, state: &AppState) -> bool {
-        let Some(file) = &state.config.key_file else {
+    fn reload_keyring(&mut self, state: &Upkeep) -> bool {
+        let Some(file) = &state.key_file else {
             return false;
         };
         let modified = file.modified();
@@ -144,12 +167,12 @@ impl Maintenance {
 }
 
 /// Runs passes every `maintenance_interval` until `stop` turns true.
-pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+pub async fn run(state: Upkeep, mut stop: watch::Receiver<bool>) {
     let mut maintenance = Maintenance::new();
     loop {
         maintenance.run_once(&state).await;
         tokio::select! {
-            () = tokio::time::sleep(state.config.maintenance_interval) => {}
+            () = tokio::time::sleep(state.interval) => {}
             _ = stop.changed() => return,
         }
     }

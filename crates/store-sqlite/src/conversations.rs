@@ -7,7 +7,9 @@ use endusers_core::{
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{end_users, webhooks};
-use crate::{ConversationMutation, NewConversation, StartedConversation, StoreError};
+use endusers_store::{ConversationMutation, NewConversation, StartedConversation};
+
+use crate::Error;
 
 /// A macro rather than a `const`, so the statements using it are constants
 /// too: no SQL text is built per call.
@@ -34,7 +36,7 @@ fn channel_from_row(row: &Row<'_>) -> rusqlite::Result<Channel> {
     })
 }
 
-pub(super) fn create_channel(conn: &Connection, channel: &Channel) -> Result<(), StoreError> {
+pub(super) fn create_channel(conn: &Connection, channel: &Channel) -> Result<(), Error> {
     conn.prepare_cached(concat!(
         "INSERT INTO channels (",
         channel_columns!(),
@@ -57,7 +59,7 @@ pub(super) fn get_channel(
     conn: &Connection,
     agent: AgentId,
     id: EndUserId,
-) -> Result<Option<Channel>, StoreError> {
+) -> Result<Option<Channel>, Error> {
     Ok(conn
         .prepare_cached(concat!(
             "SELECT ",
@@ -73,7 +75,7 @@ pub(super) fn list_channels(
     agent: AgentId,
     from: Option<EndUserId>,
     limit: usize,
-) -> Result<Vec<Channel>, StoreError> {
+) -> Result<Vec<Channel>, Error> {
     let from = from.unwrap_or(EndUserId::MIN).text();
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
@@ -136,10 +138,7 @@ fn write_conversation(conn: &Connection, sql: &str, c: &Conversation) -> rusqlit
 /// and its events. The claim and the orphan sweep both run in the writer,
 /// so a user is either claimed before the sweep looks or deleted before
 /// the claim does: never both.
-pub(super) fn start(
-    conn: &Connection,
-    new: NewConversation,
-) -> Result<StartedConversation, StoreError> {
+pub(super) fn start(conn: &Connection, new: NewConversation) -> Result<StartedConversation, Error> {
     let c = &new.conversation;
     let channel_exists = conn
         .prepare_cached("SELECT 1 FROM channels WHERE agent_id = ?1 AND id = ?2")?
@@ -193,7 +192,7 @@ pub(super) fn get_conversation(
     conn: &Connection,
     agent: AgentId,
     id: EndUserId,
-) -> Result<Option<Conversation>, StoreError> {
+) -> Result<Option<Conversation>, Error> {
     Ok(conn
         .prepare_cached(concat!(
             "SELECT ",
@@ -209,7 +208,7 @@ pub(super) fn update_conversation(
     agent: AgentId,
     id: EndUserId,
     mutation: ConversationMutation,
-) -> Result<Option<Conversation>, StoreError> {
+) -> Result<Option<Conversation>, Error> {
     let Some(mut conversation) = get_conversation(conn, agent, id)? else {
         return Ok(None);
     };
@@ -231,7 +230,7 @@ pub(super) fn delete_orphans(
     conn: &Connection,
     now: Timestamp,
     limit: usize,
-) -> Result<usize, StoreError> {
+) -> Result<usize, Error> {
     // The index on the deadline finds the candidates; the rule decides.
     let orphans: Vec<(i64, String, Option<i64>)> = conn
         .prepare_cached(

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::StoreError;
+use crate::Error;
 
 /// How often the log is copied back: the log holds about a second of
 /// writes at most (tens of MB under the heaviest load the bench makes).
@@ -86,10 +86,7 @@ fn restart(writer: &Connection) -> rusqlite::Result<()> {
     outcome
 }
 
-pub(super) fn spawn(
-    path: &Path,
-    handoff: Arc<Handoff>,
-) -> Result<(JoinHandle<()>, Stop), StoreError> {
+pub(super) fn spawn(path: &Path, handoff: Arc<Handoff>) -> Result<(JoinHandle<()>, Stop), Error> {
     let conn = super::open_connection(path, false)?;
     let (stop, stopped) = flume::bounded::<()>(1);
     let thread = super::spawn("sqlite-checkpt", move || {

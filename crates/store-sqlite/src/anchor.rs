@@ -26,14 +26,15 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use super::run_cached;
-use crate::StoreError;
+
+use crate::Error;
 
 pub(super) struct ReadAnchor {
     conn: Connection,
 }
 
 impl ReadAnchor {
-    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
+    pub(super) fn open(path: &Path) -> Result<Self, Error> {
         Ok(Self {
             conn: super::open_connection(path, true)?,
         })

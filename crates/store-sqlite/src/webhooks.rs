@@ -5,15 +5,17 @@ use std::collections::hash_map::Entry;
 use std::time::Duration;
 
 use endusers_core::{AgentId, DeliveryState, OutboxEvent, QueueTransition, Standing, Timestamp};
+use endusers_store::{
+    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, Lease, SigningSecret,
+    WebhookEndpoint,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::cursors::Cursors;
 use super::outbox_lock::{Holding, OutboxLock};
 use super::run_cached;
-use crate::{
-    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, Lease, SigningSecret, StoreError,
-    WebhookEndpoint,
-};
+
+use crate::Error;
 
 const DELIVERY_PENDING: i64 = 0;
 const DELIVERY_DONE: i64 = 1;
@@ -95,7 +97,7 @@ pub(super) fn record_events(
     conn: &Connection,
     agent: AgentId,
     events: &[OutboxEvent],
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     // One statement asks whether anyone wants the event and writes it,
     // numbered by the table itself: a new rowid is the largest plus one.
     // (Reading the number in the statement would make SQLite copy what it
@@ -187,10 +189,7 @@ fn write_endpoint(conn: &Connection, sql: &str, e: &WebhookEndpoint) -> rusqlite
     ])
 }
 
-pub(super) fn create_endpoint(
-    conn: &Connection,
-    endpoint: &WebhookEndpoint,
-) -> Result<(), StoreError> {
+pub(super) fn create_endpoint(conn: &Connection, endpoint: &WebhookEndpoint) -> Result<(), Error> {
     write_endpoint(
         conn,
         concat!(
@@ -209,7 +208,7 @@ pub(super) fn get_endpoint(
     conn: &Connection,
     agent: AgentId,
     id: &str,
-) -> Result<Option<WebhookEndpoint>, StoreError> {
+) -> Result<Option<WebhookEndpoint>, Error> {
     Ok(conn
         .prepare_cached(concat!(
             "SELECT ",
@@ -225,7 +224,7 @@ pub(super) fn list_endpoints(
     agent: AgentId,
     from: Option<&str>,
     limit: usize,
-) -> Result<Vec<WebhookEndpoint>, StoreError> {
+) -> Result<Vec<WebhookEndpoint>, Error> {
     let limit = super::sql_limit(limit);
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
@@ -250,7 +249,7 @@ pub(super) fn update_endpoint(
     agent: AgentId,
     id: &str,
     mutation: EndpointMutation,
-) -> Result<Option<WebhookEndpoint>, StoreError> {
+) -> Result<Option<WebhookEndpoint>, Error> {
     let Some(mut endpoint) = get_endpoint(conn, agent, id)? else {
         return Ok(None);
     };
@@ -290,7 +289,7 @@ fn park(
     agent: AgentId,
     id: &str,
     now: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     let mut queue = conn.prepare_cached(concat!(
         "INSERT INTO webhook_deliveries
              (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at, message_seq)
@@ -330,7 +329,7 @@ fn read_from_newest(
     cursors: &mut Cursors,
     agent: AgentId,
     id: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     conn.prepare_cached(concat!(
         "UPDATE webhook_endpoints SET outbox_position = ",
         newest_seq!(),
@@ -341,11 +340,7 @@ fn read_from_newest(
     Ok(())
 }
 
-pub(super) fn delete_endpoint(
-    conn: &Connection,
-    agent: AgentId,
-    id: &str,
-) -> Result<bool, StoreError> {
+pub(super) fn delete_endpoint(conn: &Connection, agent: AgentId, id: &str) -> Result<bool, Error> {
     let deleted = conn
         .prepare_cached("DELETE FROM webhook_endpoints WHERE agent_id = ?1 AND id = ?2")?
         .execute(params![agent.0, id])?;
@@ -429,7 +424,7 @@ pub(super) fn claim_deliveries(
     now: Timestamp,
     lease_until: Timestamp,
     claim: &Claim,
-) -> Result<Vec<Delivery>, StoreError> {
+) -> Result<Vec<Delivery>, Error> {
     let endpoints: Vec<Serving> = conn
         .prepare_cached(
             "SELECT agent_id, id, url, secret, CASE WHEN previous_secret_until > ?1 THEN previous_secret END,
@@ -524,7 +519,7 @@ fn read_outbox(
     lease_until: Timestamp,
     room: usize,
     claimed: &mut Vec<Delivery>,
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     let cursor = reader.cursors.at(&endpoint.id, endpoint.position);
     let mut handed = 0;
     let mut by_seq = conn.prepare_cached(
@@ -597,7 +592,7 @@ fn store_position(
     cursors: &mut Cursors,
     agent: AgentId,
     id: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     let Some(cursor) = cursors.get_mut(id) else {
         return Ok(());
     };
@@ -645,7 +640,7 @@ pub(super) fn record_attempts(
     reader: &mut OutboxReader,
     records: &[AttemptRecord],
     disable_if_failing_since: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     let mut endpoints: HashMap<&str, Option<Tracked>> = HashMap::new();
     // Endpoints whose cursors this batch moved, with their agents.
     let mut read_through_cursor: HashMap<&str, AgentId> = HashMap::new();
@@ -803,7 +798,7 @@ pub(super) fn list_attempts(
     endpoint: &str,
     before: Option<i64>,
     limit: usize,
-) -> Result<Vec<Attempt>, StoreError> {
+) -> Result<Vec<Attempt>, Error> {
     let limit = super::sql_limit(limit);
     let mut stmt = conn.prepare_cached(
         "SELECT id, message_id, event_type, attempt, status_code, error, duration_ms, created_at FROM webhook_attempts
@@ -837,7 +832,7 @@ pub(super) fn recover(
     endpoint: &str,
     since: Timestamp,
     now: Timestamp,
-) -> Result<usize, StoreError> {
+) -> Result<usize, Error> {
     Ok(conn
         .prepare_cached(
             "UPDATE webhook_deliveries SET state = 0, attempts = 0, next_attempt_at = ?4, leased_until = 0
@@ -851,7 +846,7 @@ pub(super) fn recover(
 /// their stored positions (those out at the moment included); delivered
 /// counts the deliveries the attempt history shows a success for, so it
 /// forgets what pruning removed.
-pub(super) fn delivery_counts(conn: &Connection) -> Result<(u64, u64, u64), StoreError> {
+pub(super) fn delivery_counts(conn: &Connection) -> Result<(u64, u64, u64), Error> {
     let (waiting, failed): (i64, i64) = conn
         .prepare_cached(
             "SELECT COUNT(*) FILTER (WHERE state = 0), COUNT(*) FILTER (WHERE state = 2) FROM webhook_deliveries",
@@ -888,7 +883,7 @@ pub(super) fn prune_history(
     conn: &Connection,
     before: Timestamp,
     limit: usize,
-) -> Result<usize, StoreError> {
+) -> Result<usize, Error> {
     let limit = super::sql_limit(limit);
     let mut pruned = conn
         .prepare_cached(

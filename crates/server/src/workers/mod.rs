@@ -1,0 +1,5 @@
+//! What runs beside the HTTP handlers, each on the inputs it uses: the
+//! webhook dispatcher and the upkeep passes.
+
+pub mod dispatcher;
+pub mod maintenance;
