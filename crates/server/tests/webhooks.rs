@@ -1163,6 +1163,79 @@ async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
     eprintln!("the hanging endpoint had {stuck} requests in flight or timed out meanwhile");
 }
 
+/// One agent's hanging endpoints, with a backlog that would fill every
+/// slot of the dispatcher, do not hold another agent's deliveries: each
+/// agent has a fair share of the slots, and an endpoint that keeps timing
+/// out backs off to fewer of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_agents_hanging_endpoints_do_not_hold_another_agents_deliveries() {
+    const HANGING: usize = 4;
+    const BACKLOG: usize = 12;
+    const USERS_MADE: usize = 20;
+    let slow = Receiver::start().await;
+    let healthy = Receiver::start().await;
+    let app = spawn(WebhookSettings {
+        per_endpoint_concurrency: 4,
+        // As many as the hanging endpoints can fill between them.
+        concurrency: 4 * HANGING,
+        ..settings(&[100, 100, 100, 100])
+    })
+    .await;
+    for n in 0..HANGING {
+        endpoint(&app, &slow.url(&format!("/hang/{n}"))).await;
+    }
+    let other = app.new_agent_key("other").await;
+    let created = app
+        .send_as(
+            &other,
+            Method::POST,
+            WEBHOOKS,
+            Some(&json!({ "url": healthy.url("/ok/other") })),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    for _ in 0..BACKLOG {
+        app.create_user(&json!({})).await;
+    }
+    assert!(
+        slow.wait_for(PROMPTLY, |log| log.len() >= HANGING).await,
+        "the hanging endpoints are being sent to"
+    );
+
+    let mut latencies = Vec::new();
+    for _ in 0..USERS_MADE {
+        let before = Instant::now();
+        let user = app
+            .send_as(&other, Method::POST, USERS, Some(&json!({})))
+            .await;
+        assert_eq!(user.status, 201, "{}", user.text);
+        let id = id_of(&user.body);
+        assert!(
+            healthy
+                .wait_for(Duration::from_secs(10), |log| log
+                    .iter()
+                    .any(|r| r.end_user_id() == id))
+                .await,
+            "the other agent's event arrives"
+        );
+        latencies.push(before.elapsed());
+        // Spread over the hanging deliveries' timeouts and retries.
+        tokio::time::sleep(ms(50)).await;
+    }
+    latencies.sort_unstable();
+    let max = *latencies.last().unwrap();
+    eprintln!(
+        "the other agent's events beside {HANGING} hanging endpoints: p50 {:?}, max {max:?}; \
+         {} requests reached the hanging ones",
+        latencies[latencies.len() / 2],
+        slow.all().len()
+    );
+    assert!(
+        max < Duration::from_millis(500),
+        "no event of the other agent waits for a hanging delivery: {latencies:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_with_a_body_leaves_the_connection_open_for_the_next_delivery() {
     const DELIVERIES: usize = 8;

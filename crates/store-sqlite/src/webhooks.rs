@@ -413,7 +413,8 @@ impl Serving {
 
 /// Leases deliveries until `lease_until`, within each enabled endpoint up
 /// to its free slots (`free_slots`, or `default_slots` for endpoints not
-/// listed) and `limit` in all: first its delivery rows that are due
+/// listed), its agent's (`agent_slots`, or `default_agent_slots`) and
+/// `limit` in all: first its delivery rows that are due
 /// (retries, oldest due first), then, if this process is the outbox's
 /// reader, messages from its cursor (see [`read_outbox`]). Asking each
 /// endpoint on its own keeps one endpoint's backlog from being scanned on
@@ -476,17 +477,28 @@ pub(super) fn claim_deliveries(
     });
     let (passed, turn) = endpoints.split_at(first);
     let mut claimed = Vec::new();
+    // What each agent may still take, across its endpoints.
+    let mut agent_room: HashMap<i64, usize> = HashMap::new();
     for endpoint in turn.iter().chain(passed) {
         let room = claim.limit.saturating_sub(claimed.len());
+        let agent_left = agent_room.entry(endpoint.agent_id).or_insert_with(|| {
+            claim
+                .agent_slots
+                .get(&AgentId(endpoint.agent_id))
+                .copied()
+                .unwrap_or(claim.default_agent_slots)
+        });
         let slots = claim
             .free_slots
             .get(endpoint.id.as_str())
             .copied()
             .unwrap_or(claim.default_slots)
-            .min(room);
+            .min(room)
+            .min(*agent_left);
         if slots == 0 {
             continue;
         }
+        let before = claimed.len();
         let rows: Vec<(u32, Message)> = due
             .query_map(
                 params![endpoint.id, now.as_micros(), super::sql_limit(slots)],
@@ -500,6 +512,9 @@ pub(super) fn claim_deliveries(
         }
         if reads_outbox && left > 0 {
             read_outbox(conn, reader, endpoint, now, lease_until, left, &mut claimed)?;
+        }
+        if let Some(agent_left) = agent_room.get_mut(&endpoint.agent_id) {
+            *agent_left = agent_left.saturating_sub(claimed.len() - before);
         }
         if claimed.len() >= claim.limit {
             break;

@@ -875,6 +875,8 @@ pub fn room(limit: usize, busy: &[&str]) -> Claim {
         limit,
         default_slots: limit,
         free_slots: busy.iter().map(|b| ((*b).to_owned(), 0)).collect(),
+        default_agent_slots: limit,
+        agent_slots: Default::default(),
         after: None,
     }
 }
@@ -1348,6 +1350,37 @@ pub async fn attempts_at_a_deleted_endpoint_leave_nothing_behind(f: Fixture) {
     assert!(f.claim(far, far, room(10, &[])).await.is_empty());
 }
 
+/// A claim gives an agent no more than its slots across all its
+/// endpoints, and others what is left.
+pub async fn an_agent_takes_no_more_than_its_slots_across_its_endpoints(f: Fixture) {
+    let a = f.default_agent().await;
+    let b = f.other_agent().await;
+    f.webhook(a, "ep_a1", &[]).await;
+    f.webhook(a, "ep_a2", &[]).await;
+    f.webhook(b, "ep_b", &[]).await;
+    f.users_with_events(a, 3).await;
+    for n in 0..3 {
+        f.user_with_event(b, &format!("msg_b{n}"), EventType::EndUserCreated)
+            .await;
+    }
+    let claim = Claim {
+        agent_slots: [(a, 2)].into(),
+        ..room(100, &[])
+    };
+    let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
+    let claimed = f.claim(NOW, lease, claim).await;
+    let of = |agent: AgentId| claimed.iter().filter(|d| d.agent_id == agent).count();
+    assert_eq!((of(a), of(b)), (2, 3), "{claimed:?}");
+    let none_for_b = Claim {
+        agent_slots: [(b, 0)].into(),
+        default_agent_slots: 1,
+        ..room(100, &[])
+    };
+    let next = f.claim(NOW, lease, none_for_b).await;
+    assert_eq!(next.len(), 1, "a newcomer's default share: {next:?}");
+    assert_eq!(next[0].agent_id, a);
+}
+
 /// Runs every case of the contract against the store `$fresh` makes:
 /// `$fresh` is an `async fn() -> Fixture` in scope where the macro is
 /// used. Each case is a `#[tokio::test]` of its own.
@@ -1381,7 +1414,8 @@ macro_rules! contract_suite {
             gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue,
             a_disabled_endpoint_keeps_its_queue_and_collects_nothing_more,
             toggling_an_endpoint_while_deliveries_are_out_sends_none_of_them_twice,
-            attempts_at_a_deleted_endpoint_leave_nothing_behind
+            attempts_at_a_deleted_endpoint_leave_nothing_behind,
+            an_agent_takes_no_more_than_its_slots_across_its_endpoints
         );
     };
     (@cases $fresh:ident: $($case:ident),* $(,)?) => {

@@ -140,8 +140,13 @@ pub struct Claim {
     pub limit: usize,
     /// Free slots of an endpoint with nothing in flight.
     pub default_slots: usize,
-    /// Free slots of endpoints with deliveries in flight.
+    /// Free slots of endpoints with deliveries in flight, or held back.
     pub free_slots: std::collections::HashMap<String, usize>,
+    /// Free slots of an agent with nothing in flight.
+    pub default_agent_slots: usize,
+    /// Free slots of agents with deliveries in flight: what they may take
+    /// across all their endpoints together.
+    pub agent_slots: std::collections::HashMap<AgentId, usize>,
     /// The endpoint the previous claim served last: endpoints are visited
     /// in id order starting after it, wrapping around, so that when the
     /// room runs out, the endpoints passed over get the next turn instead

@@ -8,17 +8,17 @@
 //! deliveries, which wakes the dispatcher at once; a poll catches retries
 //! that come due and anything a crashed process left leased.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use endusers_core::Clock;
-use endusers_core::webhook::{Answer, NextStep, next_step};
-use endusers_store::{AttemptRecord, Claim, Delivery, OutboxStore};
+use endusers_core::webhook::{Answer, NextStep, Slots, answered, next_step};
+use endusers_store::{AttemptRecord, Delivery, OutboxStore};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::in_flight::InFlight;
 use crate::metrics::WebhookMetrics;
 use crate::webhooks::WebhookSettings;
 use crate::webhooks::client::{self, Target, WebhookClient};
@@ -42,93 +42,8 @@ const SVIX_ID: HeaderName = HeaderName::from_static("svix-id");
 const SVIX_TIMESTAMP: HeaderName = HeaderName::from_static("svix-timestamp");
 const SVIX_SIGNATURE: HeaderName = HeaderName::from_static("svix-signature");
 
-/// Deliveries taken per lease at most.
-const CLAIM_BATCH: usize = 1024;
 /// Attempts recorded per transaction at most.
 const RECORD_BATCH: usize = 2048;
-
-/// Deliveries in flight, per endpoint and in all.
-#[derive(Default)]
-struct InFlight {
-    per_endpoint: HashMap<String, usize>,
-    total: usize,
-    /// The endpoint the last claim served last, where the next one resumes.
-    served_last: Option<String>,
-    /// A claim was worked out from these counts and has not come back:
-    /// a delivery that finishes meanwhile frees a slot the claim did not
-    /// see, whatever the counts say once it is back.
-    claiming: bool,
-}
-
-impl InFlight {
-    /// The claim these counts allow, under way from now until
-    /// [`Self::start`] counts what it brought back (a claim with no room
-    /// is not made, so it is not under way).
-    fn begin_claim(&mut self, settings: &WebhookSettings) -> Claim {
-        let claim = Claim {
-            limit: settings
-                .concurrency
-                .saturating_sub(self.total)
-                .min(CLAIM_BATCH),
-            default_slots: settings.per_endpoint_concurrency,
-            free_slots: self
-                .per_endpoint
-                .iter()
-                .map(|(id, n)| {
-                    (
-                        id.clone(),
-                        settings.per_endpoint_concurrency.saturating_sub(*n),
-                    )
-                })
-                .collect(),
-            after: self.served_last.clone(),
-        };
-        self.claiming = claim.limit > 0;
-        claim
-    }
-
-    /// Counts a claim's deliveries in flight (under one lock, not one per
-    /// delivery) and remembers where the next claim resumes; a claim that
-    /// failed starts nothing.
-    fn start(&mut self, claimed: &[Delivery]) {
-        self.claiming = false;
-        for delivery in claimed {
-            // The id is copied only for an endpoint not yet counted, not
-            // once per delivery as `entry` would.
-            match self.per_endpoint.get_mut(&delivery.endpoint_id) {
-                Some(n) => *n += 1,
-                None => {
-                    self.per_endpoint.insert(delivery.endpoint_id.clone(), 1);
-                }
-            }
-        }
-        self.total += claimed.len();
-        if let Some(last) = claimed.last() {
-            self.served_last = Some(last.endpoint_id.clone());
-        }
-    }
-
-    /// Counts a delivery out; `true` when it freed a slot that a claim
-    /// could not use: its endpoint's, or the last of all, was taken, or a
-    /// claim was under way. Only then may deliveries wait that no write
-    /// will wake the dispatcher for.
-    fn finish(&mut self, endpoint: &str, settings: &WebhookSettings) -> bool {
-        let endpoint_was_full = match self.per_endpoint.get_mut(endpoint) {
-            Some(n) => {
-                let was_full = *n >= settings.per_endpoint_concurrency;
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.per_endpoint.remove(endpoint);
-                }
-                was_full
-            }
-            None => false,
-        };
-        let all_were_taken = self.total >= settings.concurrency;
-        self.total = self.total.saturating_sub(1);
-        endpoint_was_full || all_were_taken || self.claiming
-    }
-}
 
 fn lock(in_flight: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
     in_flight
@@ -150,7 +65,10 @@ pub async fn run(state: Dispatcher, mut stop: watch::Receiver<bool>) {
             return;
         }
     };
-    let in_flight = Arc::new(Mutex::new(InFlight::default()));
+    let in_flight = Arc::new(Mutex::new(InFlight::new(Slots {
+        total: settings.concurrency,
+        per_endpoint: settings.per_endpoint_concurrency,
+    })));
     let (records, recorded) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(record_attempts(state.clone(), recorded));
     // Leases outlast the longest attempt (twice over, for the recording
@@ -160,7 +78,7 @@ pub async fn run(state: Dispatcher, mut stop: watch::Receiver<bool>) {
     let mut targets = client::Targets::new(settings.allow_insecure);
 
     loop {
-        let claim = lock(&in_flight).begin_claim(&settings);
+        let claim = lock(&in_flight).begin_claim();
         let wanted = claim.limit;
         let mut took = 0;
         if wanted > 0 {
@@ -205,7 +123,7 @@ pub async fn run(state: Dispatcher, mut stop: watch::Receiver<bool>) {
     }
 
     let deadline = Instant::now() + settings.timeout + Duration::from_secs(1);
-    while lock(&in_flight).total > 0 && Instant::now() < deadline {
+    while lock(&in_flight).total() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drop(records);
@@ -288,7 +206,11 @@ impl Attempt {
         // (a job for the store's writer each time). Counted out before the
         // record is sent, so that the record can take the endpoint's id;
         // the lease keeps the delivery from being handed out meanwhile.
-        let wake = lock(&self.in_flight).finish(&delivery.endpoint_id, settings);
+        let wake = lock(&self.in_flight).finish(
+            delivery.agent_id,
+            &delivery.endpoint_id,
+            answered(outcome.answer.status, &next),
+        );
         let record = AttemptRecord {
             agent_id: delivery.agent_id,
             endpoint_id: delivery.endpoint_id,
@@ -354,56 +276,5 @@ impl Attempt {
             },
             Err(error) => Outcome::failed(error),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_finished_delivery_asks_for_a_claim_only_where_slots_ran_out() {
-        let settings = WebhookSettings {
-            per_endpoint_concurrency: 2,
-            concurrency: 3,
-            ..WebhookSettings::default()
-        };
-        let in_flight = |endpoints: &[(&str, usize)]| InFlight {
-            per_endpoint: endpoints
-                .iter()
-                .map(|&(id, n)| (id.to_owned(), n))
-                .collect(),
-            total: endpoints.iter().map(|&(_, n)| n).sum(),
-            served_last: None,
-            claiming: false,
-        };
-        // The endpoint had both its slots taken: the first to finish frees
-        // one a claim could not use, the second does not.
-        let mut full_endpoint = in_flight(&[("a", 2)]);
-        assert!(full_endpoint.finish("a", &settings));
-        assert!(!full_endpoint.finish("a", &settings));
-        assert_eq!(full_endpoint.total, 0);
-        assert!(full_endpoint.per_endpoint.is_empty());
-        // Every slot of all was taken, though no endpoint's own were.
-        let mut all_taken = in_flight(&[("a", 1), ("b", 1), ("c", 1)]);
-        assert!(all_taken.finish("b", &settings));
-        assert!(!all_taken.finish("c", &settings));
-        // Room everywhere: nothing waits on this one.
-        assert!(!in_flight(&[("a", 1)]).finish("a", &settings));
-        // Room, but a claim was worked out before this one finished: the
-        // claim may have found the endpoint full, so the dispatcher looks
-        // again; once the claim is back, it need not.
-        let mut racing = in_flight(&[("a", 2)]);
-        let _ = racing.begin_claim(&settings);
-        assert!(racing.finish("a", &settings));
-        assert!(racing.finish("a", &settings));
-        racing.start(&[]);
-        racing.per_endpoint.insert("a".to_owned(), 1);
-        racing.total = 1;
-        assert!(!racing.finish("a", &settings));
-        // A claim with no room is not made, so it is not under way.
-        let mut no_room = in_flight(&[("a", 2), ("b", 1)]);
-        assert_eq!(no_room.begin_claim(&settings).limit, 0);
-        assert!(!no_room.claiming);
     }
 }

@@ -2,4 +2,5 @@
 //! webhook dispatcher and the upkeep passes.
 
 pub mod dispatcher;
+mod in_flight;
 pub mod maintenance;
