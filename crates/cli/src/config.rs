@@ -153,7 +153,16 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            .merge(Env::prefixed("ENDUSERS_").ignore(&["config"]))
+            // ENDUSERS_TEST_* are the test suite's own variables, not settings.
+            .merge(
+                Env::prefixed("ENDUSERS_")
+                    .ignore(&["config"])
+                    .filter(|key| {
+                        !key.as_str()
+                            .get(..5)
+                            .is_some_and(|start| start.eq_ignore_ascii_case("test_"))
+                    }),
+            )
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(Box::new)
@@ -362,6 +371,16 @@ mod tests {
             let err = Settings::load(Some(Path::new("typo.toml")), &FlagOverrides::default())
                 .unwrap_err();
             assert!(err.to_string().contains("listne"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_test_suites_own_variables_are_not_settings() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ENDUSERS_TEST_REDIS_URL", "redis://127.0.0.1:6390");
+            jail.set_env("ENDUSERS_TEST_PYTHON", "/usr/bin/python3");
+            Settings::load(None, &FlagOverrides::default()).map_err(|e| *e)?;
             Ok(())
         });
     }

@@ -368,7 +368,7 @@ fn the_openapi_document_passes_a_standard_validator() {
         ),
         Err(err) => {
             assert!(std::env::var("CI").is_err(), "CI must have python3: {err}");
-            eprintln!("skipped: no Python interpreter (ENDUSERS_PYTHON or python3): {err}");
+            eprintln!("skipped: no Python interpreter (ENDUSERS_TEST_PYTHON or python3): {err}");
         }
     }
 }

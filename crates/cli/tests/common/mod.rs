@@ -21,10 +21,10 @@ pub fn endusers(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// The Python interpreter that runs the independent checkers:
-/// `ENDUSERS_PYTHON` (scripts/test points it at the project's `.venv`,
-/// where it installs them), else `python3`.
+/// `ENDUSERS_TEST_PYTHON` when set, else `python3` (scripts/test puts the
+/// project's `.venv`, where it installs them, first on PATH).
 pub fn python() -> Command {
-    Command::new(std::env::var_os("ENDUSERS_PYTHON").unwrap_or_else(|| "python3".into()))
+    Command::new(std::env::var_os("ENDUSERS_TEST_PYTHON").unwrap_or_else(|| "python3".into()))
 }
 
 /// The Redis the tests share: `ENDUSERS_TEST_REDIS_URL`, else
