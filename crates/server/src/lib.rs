@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 mod body;
 pub mod error;
+mod ids;
 pub mod limits;
 pub mod metrics;
 mod pagination;
@@ -19,12 +20,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::Uri;
-use endusers_core::{Clock, EndUserId, IdGenerator, ProfilePolicy, Timestamp};
+use endusers_core::{Clock, OrphanRule, ProfilePolicy};
 use endusers_store::Store;
-use rand::RngCore;
 use tokio::net::TcpListener;
 
+use crate::api::part::Part;
 use crate::error::{ApiError, ensure_envelope};
+use crate::ids::Ids;
 use crate::limits::{Limiter, RateLimitSettings};
 use crate::vault::{KeyFile, Vault};
 use crate::webhooks::WebhookSettings;
@@ -60,11 +62,13 @@ impl Default for ServerConfig {
     }
 }
 
-/// What webhook message ids start with; the rest orders them by time.
-pub const MESSAGE_ID_PREFIX: &str = "msg_";
+pub use ids::MESSAGE_ID_PREFIX;
 
-/// What every handler can reach. One pointer: axum clones the state for
-/// every extractor and layer of every request, so a clone is one counter
+/// The application: what the routes, the middleware and the workers are
+/// made from. Each handler module reaches only its own part (see
+/// [`api::part`]); the workers get theirs from [`AppState::dispatcher`]
+/// and [`AppState::upkeep`]. One pointer: axum clones the state for every
+/// extractor and layer of every request, so a clone is one counter
 /// increment rather than one per part.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -77,7 +81,11 @@ pub struct Shared {
     pub vault: Arc<Vault>,
     pub limiter: Arc<Limiter>,
     pub webhook_metrics: Arc<metrics::WebhookMetrics>,
-    ids: Arc<IdGenerator>,
+    end_users: api::end_users::EndUsersApi,
+    conversations: api::conversations::ConversationsApi,
+    channels: api::channels::ChannelsApi,
+    webhooks: api::webhooks::WebhooksApi,
+    health: api::health::HealthApi,
 }
 
 impl AppState {
@@ -88,6 +96,38 @@ impl AppState {
         vault: Arc<Vault>,
     ) -> Self {
         let limiter = Arc::new(Limiter::new(&config.rate_limits));
+        let ids = Ids::default();
+        let policy = Arc::new(config.policy.clone());
+        let end_users = Part::new(api::end_users::EndUsers {
+            store: store.clone(),
+            clock: Arc::clone(&clock),
+            ids: ids.clone(),
+            vault: Arc::clone(&vault),
+            policy: Arc::clone(&policy),
+            orphans: OrphanRule {
+                ttl: config.orphan_ttl,
+            },
+        });
+        let conversations = Part::new(api::conversations::Conversations {
+            store: store.clone(),
+            clock: Arc::clone(&clock),
+            ids: ids.clone(),
+            policy,
+        });
+        let channels = Part::new(api::channels::Channels {
+            store: store.clone(),
+            clock: Arc::clone(&clock),
+            ids: ids.clone(),
+        });
+        let webhooks = Part::new(api::webhooks::Webhooks {
+            store: store.clone(),
+            clock: Arc::clone(&clock),
+            ids,
+            allow_insecure: config.webhooks.allow_insecure,
+        });
+        let health = Part::new(api::health::Readiness {
+            store: store.clone(),
+        });
         Self(Arc::new(Shared {
             store,
             clock,
@@ -95,24 +135,12 @@ impl AppState {
             config: Arc::new(config),
             vault,
             webhook_metrics: Arc::new(metrics::WebhookMetrics::default()),
-            ids: Arc::new(IdGenerator::new()),
+            end_users,
+            conversations,
+            channels,
+            webhooks,
+            health,
         }))
-    }
-
-    /// A new time-ordered id: of an end user, a channel or a conversation.
-    pub fn new_id(&self, now: Timestamp) -> EndUserId {
-        self.ids.next(now, rand::rng().next_u64())
-    }
-
-    /// A new webhook message id (`msg_…`), the `webhook-id` of its deliveries.
-    pub fn new_message_id(&self, now: Timestamp) -> String {
-        self.new_prefixed_id(MESSAGE_ID_PREFIX, now)
-    }
-
-    /// A new id with a prefix saying what it names (`msg_`, `ep_`),
-    /// time-ordered like end-user ids.
-    pub fn new_prefixed_id(&self, prefix: &str, now: Timestamp) -> String {
-        format!("{prefix}{}", self.new_id(now))
     }
 }
 
@@ -187,8 +215,8 @@ pub fn app(
 + 'static {
     // The trace layer logs each request and answer at DEBUG, which the
     // default filter leaves out, yet it still reads the clock three times
-    // a request and wraps every answer's body: about 1.5 % of a GET's CPU
-    // in a profile. It is only added when its lines would be written (the
+    // a request and wraps every answer's body, a share of a GET's CPU that
+    // shows in a profile. It is only added when its lines would be written (the
     // filter is set once, at start); server errors are logged either way,
     // by `ensure_envelope`.
     let trace = request_lines_shown().then(|| {

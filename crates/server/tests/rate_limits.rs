@@ -8,7 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestApp, USERS, redis_answers};
+use common::test_redis::test_redis;
+use common::{TestApp, USERS};
 use endusers_core::{AgentHandle, ManualClock, RatePolicy, Timestamp};
 use endusers_server::ServerConfig;
 use endusers_server::limits::RateLimitSettings;
@@ -225,20 +226,6 @@ async fn refused_keys_are_limited_per_address_before_any_lookup() {
     ));
 }
 
-fn redis_url() -> Option<String> {
-    let url = std::env::var("ENDUSERS_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    if !redis_answers(&url) {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must provide Redis at {url}"
-        );
-        eprintln!("skipped: no Redis at {url} (start it, or set ENDUSERS_TEST_REDIS_URL)");
-        return None;
-    }
-    Some(url)
-}
-
 fn shared(url: &str, prefix: &str) -> ServerConfig {
     let mut config = limited("6/s", "off");
     config.rate_limits.redis_url = Some(url.to_owned());
@@ -248,7 +235,7 @@ fn shared(url: &str, prefix: &str) -> ServerConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_sharing_redis_enforce_one_budget() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = test_redis() else { return };
     let prefix = format!("endusers-test-{}-{}", std::process::id(), rand_suffix());
     let clock: Arc<ManualClock> = Arc::new(ManualClock::new(Timestamp::from_micros(0)));
     let a = TestApp::spawn_limited(shared(&url, &prefix), clock.clone()).await;

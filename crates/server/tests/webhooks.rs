@@ -1236,6 +1236,72 @@ async fn one_agents_hanging_endpoints_do_not_hold_another_agents_deliveries() {
     );
 }
 
+/// Endpoints that keep timing out back off to fewer slots: once they have
+/// timed out, they no longer hold the slots that their agent's healthy
+/// endpoint needs, and its events arrive without waiting for a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_that_keep_timing_out_back_off_and_free_their_agents_slots() {
+    const HANGING: usize = 4;
+    const USERS_MADE: usize = 10;
+    let slow = Receiver::start().await;
+    let healthy = Receiver::start().await;
+    let app = spawn(WebhookSettings {
+        per_endpoint_concurrency: 4,
+        concurrency: 4 * HANGING,
+        ..settings(&[0, 0, 0, 0, 0, 0, 0, 0])
+    })
+    .await;
+    for n in 0..HANGING {
+        endpoint(&app, &slow.url(&format!("/hang/{n}"))).await;
+    }
+    // Every event goes to the hanging endpoints; the healthy one wants
+    // only updates.
+    let created = create_endpoint(
+        &app,
+        &json!({ "url": healthy.url("/ok/healthy"), "event_filters": ["v1.end_user.updated"] }),
+    )
+    .await;
+    assert_eq!(created["enabled"], json!(true));
+    let mut users = Vec::new();
+    for _ in 0..USERS_MADE {
+        users.push(id_of(&app.create_user(&json!({})).await));
+    }
+    // The first attempts time out (1 s) and are retried at once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mut latencies = Vec::new();
+    for (n, id) in users.iter().enumerate() {
+        let before = Instant::now();
+        let response = app
+            .patch(
+                &TestApp::user_path(id),
+                &json!({ "profile": { "first_name": format!("N{n}") } }),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text);
+        assert!(
+            healthy
+                .wait_for(Duration::from_secs(10), |log| log
+                    .iter()
+                    .any(|r| r.end_user_id() == *id))
+                .await,
+            "the healthy endpoint's event arrives"
+        );
+        latencies.push(before.elapsed());
+    }
+    latencies.sort_unstable();
+    let max = *latencies.last().unwrap();
+    eprintln!(
+        "a healthy endpoint beside {HANGING} timing-out ones of its agent: max {max:?}; \
+         {} requests reached the hanging ones",
+        slow.all().len()
+    );
+    assert!(
+        max < Duration::from_millis(500),
+        "no event waits for a hanging delivery: {latencies:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_with_a_body_leaves_the_connection_open_for_the_next_delivery() {
     const DELIVERIES: usize = 8;

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_pending_deliveries_index.sql"),
     include_str!("migrations/0008_outbox_cursors.sql"),
     include_str!("migrations/0009_messages_by_seq.sql"),
+    include_str!("migrations/0010_orphaned_deliveries.sql"),
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<(), Error> {
@@ -141,6 +142,33 @@ mod tests {
             |row| row.get(0),
         )?;
         assert_eq!(rowid, 9);
+        Ok(())
+    }
+
+    /// Delivery rows of a deleted endpoint go; those of endpoints that
+    /// exist stay.
+    #[test]
+    fn deliveries_of_deleted_endpoints_are_removed() -> rusqlite::Result<()> {
+        let conn = database_at(9)?;
+        conn.execute_batch(
+            "INSERT INTO webhook_endpoints (agent_id, id, url, enabled, secret, created_at, updated_at)
+                 VALUES (1, 'ep_kept', 'https://example.com/', 1, 'whsec_x', 0, 0);
+             INSERT INTO webhook_deliveries
+                 (endpoint_id, message_id, agent_id, state, attempts, next_attempt_at, leased_until, created_at, message_seq)
+                 VALUES ('ep_kept', 'msg_a', 1, 0, 1, 0, 0, 0, 1),
+                        ('ep_gone', 'msg_a', 1, 0, 1, 0, 0, 0, 1),
+                        ('ep_kept', 'msg_b', 2, 0, 1, 0, 0, 0, 2);",
+        )?;
+        conn.execute_batch(MIGRATIONS[9])?;
+        let left: Vec<(String, String)> = conn
+            .prepare("SELECT endpoint_id, message_id FROM webhook_deliveries ORDER BY 1, 2")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(
+            left,
+            [("ep_kept".to_owned(), "msg_a".to_owned())],
+            "ep_gone's row and the row naming ep_kept under another agent went"
+        );
         Ok(())
     }
 }

@@ -1,19 +1,41 @@
 //! `/api/v2/channels`: custom channels conversations arrive on.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use endusers_core::Clock;
 use endusers_core::wire::Patch;
 use endusers_core::{Channel, Modality, ScalarMap};
+use endusers_store::ConversationStore;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::answer::Json;
+use crate::api::part::{Part, PartOf};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
+use crate::ids::Ids;
 use crate::pagination::{self, Page, PageQuery};
+
+/// What the channel handlers use.
+pub struct Channels {
+    pub store: Arc<dyn ConversationStore>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Ids,
+}
+
+/// The handlers' [`Channels`].
+pub type ChannelsApi = Part<Channels>;
+
+impl PartOf for Channels {
+    fn of(state: &AppState) -> &Part<Self> {
+        &state.channels
+    }
+}
 
 pub(crate) const NOT_FOUND: &str = "channel not found";
 const COLLECTION_PATH: &str = "/api/v2/channels/";
@@ -45,7 +67,7 @@ pub struct CreateChannelRequest {
     security(("bearerAuth" = []))
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<ChannelsApi>,
     caller: Caller,
     JsonBody(request): JsonBody<CreateChannelRequest>,
 ) -> Result<(StatusCode, Json<Channel>), ApiError> {
@@ -67,7 +89,7 @@ pub async fn create(
     let metadata = ScalarMap::parse(request.metadata).map_err(|e| e.at("metadata"))?;
     let now = state.clock.now();
     let channel = Channel {
-        id: state.new_id(now),
+        id: state.ids.new_id(now),
         name,
         description,
         kind: "custom",
@@ -89,7 +111,7 @@ pub async fn create(
     security(("bearerAuth" = []))
 )]
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<ChannelsApi>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Channel>, ApiError> {
@@ -105,7 +127,7 @@ pub async fn get(
     security(("bearerAuth" = []))
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<ChannelsApi>,
     caller: Caller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,

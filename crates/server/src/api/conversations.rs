@@ -2,6 +2,8 @@
 //! conversations. Starting one is also how most end users come to be, and
 //! what keeps a user made by `POST /v2/end-users/` from being deleted.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use endusers_core::wire::Patch;
@@ -9,6 +11,8 @@ use endusers_core::{
     AlreadyEnded, Conversation, ConversationStatus, EndUser, EndUserChanges, EndUserId, EventType,
     OutboxEvent, ScalarMap,
 };
+use endusers_core::{Clock, ProfilePolicy};
+use endusers_store::ConversationStore;
 use endusers_store::{ConversationMutation, NewConversation, StartedConversation, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -16,9 +20,28 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::answer::Json;
+use crate::api::part::{Part, PartOf};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
+use crate::ids::Ids;
+
+/// What the conversation handlers use.
+pub struct Conversations {
+    pub store: Arc<dyn ConversationStore>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Ids,
+    pub policy: Arc<ProfilePolicy>,
+}
+
+/// The handlers' [`Conversations`].
+pub type ConversationsApi = Part<Conversations>;
+
+impl PartOf for Conversations {
+    fn of(state: &AppState) -> &Part<Self> {
+        &state.conversations
+    }
+}
 
 const NOT_FOUND: &str = "conversation not found";
 
@@ -59,7 +82,7 @@ pub struct UpdateConversationRequest {
     security(("bearerAuth" = []))
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<ConversationsApi>,
     caller: Caller,
     JsonBody(request): JsonBody<CreateConversationRequest>,
 ) -> Result<(StatusCode, Json<Conversation>), ApiError> {
@@ -74,16 +97,16 @@ pub async fn create(
         Some(raw) => (super::known_id(&raw, super::end_users::NOT_FOUND)?, None),
         None => {
             // A user made by a conversation is never an orphan.
-            let id = state.new_id(now);
+            let id = state.ids.new_id(now);
             let mut user = EndUser::create(
                 caller.agent,
                 id,
                 &EndUserChanges::default(),
                 now,
-                &state.config.policy,
+                &state.policy,
             )?;
             user.profile.system_properties.last_conversation_at = Some(now);
-            let message_id = state.new_message_id(now);
+            let message_id = state.ids.new_message_id(now);
             events.push(OutboxEvent::end_user(
                 EventType::EndUserCreated,
                 &user,
@@ -94,7 +117,7 @@ pub async fn create(
         }
     };
     let conversation = Conversation {
-        id: state.new_id(now),
+        id: state.ids.new_id(now),
         channel_id,
         end_user_id: Some(end_user_id),
         status: ConversationStatus::Active,
@@ -103,7 +126,7 @@ pub async fn create(
         updated_at: now,
         agent_id: caller.agent,
     };
-    let message_id = state.new_message_id(now);
+    let message_id = state.ids.new_message_id(now);
     events.push(OutboxEvent::conversation(
         EventType::ConversationCreated,
         &conversation,
@@ -134,7 +157,7 @@ fn parse_id(raw: &str) -> Result<EndUserId, ApiError> {
     security(("bearerAuth" = []))
 )]
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<ConversationsApi>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>, ApiError> {
@@ -146,7 +169,7 @@ pub async fn get(
 }
 
 async fn change(
-    state: &AppState,
+    state: &ConversationsApi,
     caller: Caller,
     id: &str,
     mutation: ConversationMutation,
@@ -171,7 +194,7 @@ async fn change(
     security(("bearerAuth" = []))
 )]
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<ConversationsApi>,
     caller: Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<UpdateConversationRequest>,
@@ -213,12 +236,12 @@ pub struct Ended {
     security(("bearerAuth" = []))
 )]
 pub async fn end(
-    State(state): State<AppState>,
+    State(state): State<ConversationsApi>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Ended>, ApiError> {
     let now = state.clock.now();
-    let message_id = state.new_message_id(now);
+    let message_id = state.ids.new_message_id(now);
     let mutation: ConversationMutation = Box::new(move |c: &mut Conversation| {
         c.end(now)
             .map_err(|AlreadyEnded| StoreError::State("the conversation has already ended"))?;

@@ -12,16 +12,41 @@ use endusers_core::{
     AgentId, EndUser, EndUserChanges, EndUserId, EventType, ExternalId, OrphanRule, OutboxEvent,
     Timestamp, WriteJson,
 };
+use endusers_core::{Clock, ProfilePolicy};
+use endusers_store::EndUserStore;
 use endusers_store::{Applied, Created, Mutation, SensitiveChange};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::answer::{JsonText, Written};
+use crate::api::part::{Part, PartOf};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
+use crate::ids::Ids;
 use crate::pagination::{self, Page};
+use crate::vault::Vault;
+
+/// What the end-user handlers use.
+pub struct EndUsers {
+    pub store: Arc<dyn EndUserStore>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Ids,
+    pub vault: Arc<Vault>,
+    pub policy: Arc<ProfilePolicy>,
+    /// Users made on their own are orphans until a conversation claims them.
+    pub orphans: OrphanRule,
+}
+
+/// The handlers' [`EndUsers`].
+pub type EndUsersApi = Part<EndUsers>;
+
+impl PartOf for EndUsers {
+    fn of(state: &AppState) -> &Part<Self> {
+        &state.end_users
+    }
+}
 
 pub(crate) const NOT_FOUND: &str = "end user not found";
 const COLLECTION_PATH: &str = "/api/v2/end-users/";
@@ -33,7 +58,7 @@ fn parse_id(raw: &str) -> Result<EndUserId, ApiError> {
 /// Seals the request's sensitive values for this user; they are stored in
 /// the same transaction as the user.
 fn sealed_changes(
-    state: &AppState,
+    state: &EndUsersApi,
     changes: &EndUserChanges,
     agent: AgentId,
     id: EndUserId,
@@ -59,26 +84,21 @@ fn sealed_changes(
     security(("bearerAuth" = []))
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<EndUsersApi>,
     caller: Caller,
     JsonBody(request): JsonBody<CreateEndUserRequest>,
 ) -> Result<Response, ApiError> {
     let changes = EndUserChanges::from_create(request)?;
     let now = state.clock.now();
-    let id = state.new_id(now);
-    let mut user = EndUser::create(caller.agent, id, &changes, now, &state.config.policy)?;
+    let id = state.ids.new_id(now);
+    let mut user = EndUser::create(caller.agent, id, &changes, now, &state.policy)?;
     // It lives only if a conversation uses it in time.
-    user.orphan_until = Some(
-        OrphanRule {
-            ttl: state.config.orphan_ttl,
-        }
-        .deadline(now),
-    );
+    user.orphan_until = Some(state.orphans.deadline(now));
     let sensitive = sealed_changes(&state, &changes, caller.agent, id, now);
     let created = OutboxEvent::end_user(
         EventType::EndUserCreated,
         &user,
-        state.new_message_id(now),
+        state.ids.new_message_id(now),
         now,
     );
     Ok(
@@ -104,7 +124,7 @@ pub async fn create(
     security(("bearerAuth" = []))
 )]
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<EndUsersApi>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<JsonText, ApiError> {
@@ -128,7 +148,7 @@ pub async fn get(
     security(("bearerAuth" = []))
 )]
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<EndUsersApi>,
     caller: Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<UpdateEndUserRequest>,
@@ -137,10 +157,10 @@ pub async fn update(
     let changes = EndUserChanges::from_update(request)?;
     let now = state.clock.now();
     let sensitive = sealed_changes(&state, &changes, caller.agent, id, now);
-    let config = Arc::clone(&state.config);
-    let message_id = state.new_message_id(now);
+    let policy = Arc::clone(&state.policy);
+    let message_id = state.ids.new_message_id(now);
     let mutation: Mutation = Box::new(move |user: &mut EndUser| {
-        let change = user.apply(&changes, now, &config.policy)?;
+        let change = user.apply(&changes, now, &policy)?;
         // Only a change integrators can see is announced.
         let events = if change.notify {
             vec![OutboxEvent::end_user(
@@ -173,7 +193,7 @@ pub async fn update(
     security(("bearerAuth" = []))
 )]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<EndUsersApi>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -227,7 +247,7 @@ impl WriteJson for ListEndUsersResponse {
     security(("bearerAuth" = []))
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<EndUsersApi>,
     caller: Caller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod conversations;
 pub mod end_users;
 pub mod health;
+pub mod part;
 pub mod webhooks;
 
 use axum::Router;

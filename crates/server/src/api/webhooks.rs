@@ -1,21 +1,45 @@
 //! `/api/v2/webhooks`: endpoints that receive signed events, their secrets,
 //! the event catalog, and (extensions) attempt logs and recovery.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use endusers_core::Clock;
 use endusers_core::{EventType, Timestamp};
+use endusers_store::EndpointStore;
 use endusers_store::{Attempt, SigningSecret, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::answer::Json;
+use crate::api::part::{Part, PartOf};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorEnvelope};
+use crate::ids::Ids;
 use crate::pagination::{self, Page, PageQuery};
 use crate::webhooks::signature::EndpointSecret;
 use crate::webhooks::ssrf;
+
+/// What the webhook management handlers use.
+pub struct Webhooks {
+    pub store: Arc<dyn EndpointStore>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Ids,
+    /// `webhooks_allow_insecure`: plain `http://` and private addresses.
+    pub allow_insecure: bool,
+}
+
+/// The handlers' [`Webhooks`].
+pub type WebhooksApi = Part<Webhooks>;
+
+impl PartOf for Webhooks {
+    fn of(state: &AppState) -> &Part<Self> {
+        &state.webhooks
+    }
+}
 
 const NOT_FOUND: &str = "webhook not found";
 const COLLECTION_PATH: &str = "/api/v2/webhooks/";
@@ -85,8 +109,8 @@ pub struct UpdateWebhookRequest {
     pub enabled: Option<bool>,
 }
 
-async fn check_url(state: &AppState, url: &str) -> Result<String, ApiError> {
-    let allow_insecure = state.config.webhooks.allow_insecure;
+async fn check_url(state: &WebhooksApi, url: &str) -> Result<String, ApiError> {
+    let allow_insecure = state.allow_insecure;
     let lookup = ssrf::resolve_target(url, allow_insecure);
     match tokio::time::timeout(std::time::Duration::from_secs(10), lookup).await {
         Ok(Ok(_)) => Ok(url.to_owned()),
@@ -111,7 +135,7 @@ fn check_filters(filters: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(filters)
 }
 
-async fn find(state: &AppState, caller: Caller, id: &str) -> Result<WebhookEndpoint, ApiError> {
+async fn find(state: &WebhooksApi, caller: Caller, id: &str) -> Result<WebhookEndpoint, ApiError> {
     state
         .store
         .get_webhook(caller.agent, id)
@@ -130,7 +154,7 @@ async fn find(state: &AppState, caller: Caller, id: &str) -> Result<WebhookEndpo
     security(("bearerAuth" = []))
 )]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<WebhooksApi>,
     caller: Caller,
     JsonBody(request): JsonBody<CreateWebhookRequest>,
 ) -> Result<(StatusCode, Json<Webhook>), ApiError> {
@@ -142,7 +166,7 @@ pub async fn create(
     let description = super::check_description(request.description.unwrap_or_default())?;
     let now = state.clock.now();
     let endpoint = WebhookEndpoint {
-        id: state.new_prefixed_id("ep_", now),
+        id: state.ids.new_prefixed_id("ep_", now),
         agent_id: caller.agent,
         url,
         description,
@@ -167,7 +191,7 @@ pub async fn create(
     security(("bearerAuth" = []))
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<WebhooksApi>,
     caller: Caller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -196,7 +220,7 @@ pub async fn list(
     security(("bearerAuth" = []))
 )]
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<WebhooksApi>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Webhook>, ApiError> {
@@ -215,7 +239,7 @@ pub async fn get(
     security(("bearerAuth" = []))
 )]
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<WebhooksApi>,
     caller: Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<UpdateWebhookRequest>,
@@ -262,7 +286,7 @@ pub async fn update(
     security(("bearerAuth" = []))
 )]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<WebhooksApi>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -288,7 +312,7 @@ pub struct WebhookSecret {
     security(("bearerAuth" = []))
 )]
 pub async fn secret(
-    State(state): State<AppState>,
+    State(state): State<WebhooksApi>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookSecret>, ApiError> {
@@ -322,7 +346,7 @@ pub struct Empty {}
     security(("bearerAuth" = []))
 )]
 pub async fn rotate_secret(
-    State(state): State<AppState>,
+    State(state): State<WebhooksApi>,
     caller: Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<RotateSecretRequest>,
@@ -421,7 +445,7 @@ impl From<Attempt> for AttemptInfo {
     security(("bearerAuth" = []))
 )]
 pub async fn attempts(
-    State(state): State<AppState>,
+    State(state): State<WebhooksApi>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -468,7 +492,7 @@ pub struct Recovered {
     security(("bearerAuth" = []))
 )]
 pub async fn recover(
-    State(state): State<AppState>,
+    State(state): State<WebhooksApi>,
     caller: Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<RecoverRequest>,

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod receiver;
+pub mod test_redis;
 pub mod untrusted_tls;
 
 use std::io::{Read, Write};
@@ -24,23 +25,6 @@ use tokio::sync::oneshot;
 
 /// The collection path, with its trailing slash as Ada documents it.
 pub const USERS: &str = "/api/v2/end-users/";
-
-/// Whether something accepts connections at a
-/// `redis://[user:password@]host[:port][/db]` URL.
-pub fn redis_answers(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let address = if host_port.ends_with(']') || !host_port.contains(':') {
-        format!("{host_port}:6379")
-    } else {
-        host_port.to_owned()
-    };
-    std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
-        .into_iter()
-        .flatten()
-        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
-}
 
 /// What a request answered.
 #[derive(Debug)]
