@@ -13,7 +13,7 @@ use crate::config::{FlagOverrides, Settings};
 
 /// mimalloc: requests allocate and free many small buffers across two
 /// worker threads, where it is measurably cheaper than glibc's allocator
-/// (see README, Benchmarks).
+/// (bench/HISTORY.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

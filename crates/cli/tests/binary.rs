@@ -9,9 +9,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{
-    BIN, Server, client, create_key, database_url, endusers, python, redis_answers, test_redis_url,
-};
+use common::test_redis::test_redis;
+use common::{BIN, Server, client, create_key, database_url, endusers, python};
 
 use serde_json::{Value, json};
 
@@ -683,15 +682,9 @@ fn agents_set_limits_applies_to_a_running_server_without_restart() {
 /// Two `endusers serve` processes on one database and one Redis: one budget.
 #[test]
 fn two_server_processes_sharing_redis_enforce_one_budget() {
-    let redis = test_redis_url();
-    if !redis_answers(&redis) {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must provide Redis at {redis}"
-        );
-        eprintln!("skipped: no Redis at {redis} (start it, or set ENDUSERS_TEST_REDIS_URL)");
+    let Some(redis) = test_redis() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path());
     let prefix = format!("endusers-cli-test-{}", std::process::id());

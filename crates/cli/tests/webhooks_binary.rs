@@ -113,7 +113,10 @@ async fn subscribe(base: &str, key: &str, receiver: &Receiver) {
     std::fs::write(&receiver.secret_file, secret["key"].as_str().unwrap()).unwrap();
 }
 
-fn committed_messages(dir: &Path) -> usize {
+/// How many messages reached the disk, read straight from the database
+/// file. SQLite only: these tests run the binary on its embedded default,
+/// and after `kill -9` only the file tells what was committed.
+fn messages_in_the_sqlite_file(dir: &Path) -> usize {
     let conn = rusqlite::Connection::open(dir.join("data/endusers.db")).unwrap();
     let n: i64 = conn
         .query_row("SELECT COUNT(*) FROM webhook_messages", [], |r| r.get(0))
@@ -193,7 +196,7 @@ fn kill_dash_nine_mid_burst_loses_no_committed_event_and_every_delivery_verifies
     assert!(!status.success(), "killed, not stopped");
 
     // Every event acknowledged or not that made it to disk must be delivered.
-    let committed = committed_messages(dir.path());
+    let committed = messages_in_the_sqlite_file(dir.path());
     assert!(
         committed > acknowledged,
         "1 create + every acknowledged update: {committed} vs {acknowledged}"

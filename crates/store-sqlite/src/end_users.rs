@@ -198,8 +198,8 @@ const ANSWER_BY_ID: &str = "SELECT external_id,first_name,last_name,display_name
 
 /// [`get`], written as the API answers it straight from the row: no text
 /// is copied out of the row but into the answer, and the stored metadata
-/// is checked, not parsed into a map. Counted by callgrind, building the
-/// user was about a seventh of a GET's instructions.
+/// is checked, not parsed into a map: building the user was a large part
+/// of a GET's instructions (bench/HISTORY.md).
 pub(super) fn get_json(
     conn: &Connection,
     agent: AgentId,

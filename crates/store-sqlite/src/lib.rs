@@ -117,9 +117,8 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Error> {
     // A write that shares its transaction runs in a savepoint, whose undo
     // copies of pages go to a statement journal. `temp_store` keeps its
     // default on purpose: set to MEMORY, it makes SQLite keep that journal
-    // in 1 KiB pieces, five allocations and copies for every page (2,400
-    // instructions a page against 850, counted by callgrind: 6.6 % of a
-    // PATCH and its delivery with 16 in flight). At the default the journal
+    // in 1 KiB pieces, five allocations and copies for every page, nearly
+    // three times the work of a page at the default. At the default the journal
     // is one 64 KiB piece in memory; only a write that changes more pages
     // than that (a large batch of recorded attempts) goes on in a temporary
     // file, unlinked as it is made, in SQLite's temporary directory

@@ -104,9 +104,7 @@ impl<T, F> Job<T, F> {
     /// keeps no state outside the database: it runs without a savepoint of
     /// its own. A savepoint copies every page the write changes into a
     /// journal first, three or four pages for each PATCH in a shared
-    /// transaction: in a perf profile delivering webhooks, those copies
-    /// took 1.2 % of the server's samples, and 0.5 % once creating and
-    /// updating users went without.
+    /// transaction, copies that showed in profiles of webhook delivery.
     pub(crate) fn unguarded(mut self) -> Self {
         self.guarded = false;
         self
@@ -209,9 +207,8 @@ pub(crate) fn run(
 /// only itself; an unguarded job without one, the transaction failing
 /// whole if it fails after a change. The two savepoint statements are
 /// taken from the statement cache once per batch, not once per job: each
-/// use of the cache hashes and copies the statement's text (about 850
-/// instructions, counted by callgrind), and a batch holds up to
-/// [`MAX_BATCH`] jobs.
+/// use of the cache hashes and copies the statement's text, and a batch
+/// holds up to [`MAX_BATCH`] jobs.
 fn run_jobs(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), Error> {
     let mut savepoint = conn.prepare_cached("SAVEPOINT job")?;
     let mut release = conn.prepare_cached("RELEASE job")?;
@@ -253,9 +250,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn WriteJob>]) -> Resul
     run_cached(conn, "BEGIN IMMEDIATE")?;
     // A job alone needs no savepoint: its transaction undoes it. A
     // savepoint copies every page the job changes into a journal of its
-    // own, about 850 instructions a page (callgrind; see `open_connection`
-    // for why it is not more); a PATCH written alone and its delivery's two
-    // writes after it saved 4 % of their instructions.
+    // own (see `open_connection` for how that journal is kept).
     if let [job] = batch {
         if !job.run(conn) {
             // The job answers its own error; nothing of it stays.

@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../../server/tests/common/test_redis.rs"]
+pub mod test_redis;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -25,29 +28,6 @@ pub fn endusers(dir: &Path, args: &[&str]) -> Output {
 /// project's `.venv`, where it installs them, first on PATH).
 pub fn python() -> Command {
     Command::new(std::env::var_os("ENDUSERS_TEST_PYTHON").unwrap_or_else(|| "python3".into()))
-}
-
-/// The Redis the tests share: `ENDUSERS_TEST_REDIS_URL`, else
-/// `redis://127.0.0.1:6379`.
-pub fn test_redis_url() -> String {
-    std::env::var("ENDUSERS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// Whether something accepts connections at a
-/// `redis://[user:password@]host[:port][/db]` URL.
-pub fn redis_answers(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let address = if host_port.ends_with(']') || !host_port.contains(':') {
-        format!("{host_port}:6379")
-    } else {
-        host_port.to_owned()
-    };
-    std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
-        .into_iter()
-        .flatten()
-        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
 }
 
 pub fn database_url(dir: &Path) -> String {
