@@ -1209,30 +1209,14 @@ async fn one_agents_hanging_endpoints_do_not_hold_another_agents_deliveries() {
             .send_as(&other, Method::POST, USERS, Some(&json!({})))
             .await;
         assert_eq!(user.status, 201, "{}", user.text);
-        let id = id_of(&user.body);
-        assert!(
-            healthy
-                .wait_for(Duration::from_secs(10), |log| log
-                    .iter()
-                    .any(|r| r.end_user_id() == id))
-                .await,
-            "the other agent's event arrives"
-        );
-        latencies.push(before.elapsed());
+        latencies.push(arrival(&healthy, &id_of(&user.body), before).await);
         // Spread over the hanging deliveries' timeouts and retries.
         tokio::time::sleep(ms(50)).await;
     }
-    latencies.sort_unstable();
-    let max = *latencies.last().unwrap();
-    eprintln!(
-        "the other agent's events beside {HANGING} hanging endpoints: p50 {:?}, max {max:?}; \
-         {} requests reached the hanging ones",
-        latencies[latencies.len() / 2],
-        slow.all().len()
-    );
-    assert!(
-        max < Duration::from_millis(500),
-        "no event of the other agent waits for a hanging delivery: {latencies:?}"
+    assert_no_event_waited(
+        latencies,
+        &format!("the other agent's events beside {HANGING} hanging endpoints"),
+        &slow,
     );
 }
 
@@ -1279,27 +1263,43 @@ async fn endpoints_that_keep_timing_out_back_off_and_free_their_agents_slots() {
             )
             .await;
         assert_eq!(response.status, 200, "{}", response.text);
-        assert!(
-            healthy
-                .wait_for(Duration::from_secs(10), |log| log
-                    .iter()
-                    .any(|r| r.end_user_id() == *id))
-                .await,
-            "the healthy endpoint's event arrives"
-        );
-        latencies.push(before.elapsed());
+        latencies.push(arrival(&healthy, id, before).await);
     }
+    assert_no_event_waited(
+        latencies,
+        &format!("a healthy endpoint beside {HANGING} timing-out ones of its agent"),
+        &slow,
+    );
+}
+
+/// Asserts that no event took anything like a hanging delivery's timeout
+/// to arrive (each latency from its write to its receipt), and says what
+/// the hanging endpoints were sent meanwhile.
+fn assert_no_event_waited(mut latencies: Vec<Duration>, what: &str, hanging: &Receiver) {
     latencies.sort_unstable();
-    let max = *latencies.last().unwrap();
+    let max = latencies.last().copied().unwrap_or_default();
     eprintln!(
-        "a healthy endpoint beside {HANGING} timing-out ones of its agent: max {max:?}; \
-         {} requests reached the hanging ones",
-        slow.all().len()
+        "{what}: p50 {:?}, max {max:?}; {} requests reached the hanging endpoints",
+        latencies[latencies.len() / 2],
+        hanging.all().len()
     );
     assert!(
         max < Duration::from_millis(500),
-        "no event waits for a hanging delivery: {latencies:?}"
+        "{what}: an event waited for a hanging delivery: {latencies:?}"
     );
+}
+
+/// How long after `before` the receiver got an event about user `id`.
+async fn arrival(receiver: &Receiver, id: &str, before: Instant) -> Duration {
+    assert!(
+        receiver
+            .wait_for(Duration::from_secs(10), |log| log
+                .iter()
+                .any(|r| r.end_user_id() == id))
+            .await,
+        "the event about {id} arrives"
+    );
+    before.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
