@@ -6,7 +6,7 @@ use endusers_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{end_users, webhooks};
+use super::{end_users, outbox};
 use endusers_store::{ConversationMutation, NewConversation, StartedConversation};
 
 use crate::Error;
@@ -184,7 +184,7 @@ pub(super) fn start(conn: &Connection, new: NewConversation) -> Result<StartedCo
         ),
         c,
     )?;
-    webhooks::record_events(conn, c.agent_id, &new.events)?;
+    outbox::record_events(conn, c.agent_id, &new.events)?;
     Ok(StartedConversation::Started(new.conversation))
 }
 
@@ -220,7 +220,7 @@ pub(super) fn update_conversation(
          WHERE agent_id = ?1 AND id = ?2",
         &conversation,
     )?;
-    webhooks::record_events(conn, agent, &events)?;
+    outbox::record_events(conn, agent, &events)?;
     Ok(Some(conversation))
 }
 

@@ -5,11 +5,13 @@
 //! Every backend applies these functions; none writes its own version of
 //! them. A backend's part is to make each decision atomic and durable.
 
+mod filters;
 mod next_step;
 mod queue;
 mod slots;
 mod standing;
 
+pub use filters::subscribes;
 pub use next_step::{Answer, NextStep, next_step};
 pub use queue::{DeliveryState, QueueTransition};
 pub use slots::{Slots, answered};

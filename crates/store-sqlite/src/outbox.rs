@@ -1,17 +1,19 @@
-//! Webhook endpoints, the outbox, deliveries and attempts.
+//! The outbox: messages written with the changes that cause them, read
+//! through each endpoint's cursor, leased to dispatchers as deliveries,
+//! and settled by the attempts recorded; what parking an endpoint does to
+//! its queue; pruning the history.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::time::Duration;
 
+use endusers_core::webhook::subscribes;
 use endusers_core::{AgentId, DeliveryState, OutboxEvent, QueueTransition, Standing, Timestamp};
-use endusers_store::{
-    Attempt, AttemptRecord, Claim, Delivery, EndpointMutation, Lease, SigningSecret,
-    WebhookEndpoint,
-};
+use endusers_store::{AttemptRecord, Claim, Delivery, Lease, SigningSecret};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::cursors::Cursors;
+use super::endpoints::filters_at;
 use super::outbox_lock::{Holding, OutboxLock};
 use super::run_cached;
 
@@ -60,8 +62,10 @@ fn read_through(lease: Lease) -> Option<i64> {
     (token > 0).then_some(token)
 }
 
-/// The SQL condition "endpoint `e` wants events of type `$event_type`"
-/// (an SQL expression). A macro, so that statements stay constants.
+/// The SQL condition "endpoint `e` is sent events of type `$event_type`":
+/// [`subscribes`] written for a statement, so that one statement can skip
+/// an event nobody wants (the contract suite holds both to the same
+/// answers). A macro, so that statements stay constants.
 macro_rules! subscribed {
     ($event_type:literal) => {
         concat!(
@@ -69,24 +73,6 @@ macro_rules! subscribed {
             $event_type,
             "))"
         )
-    };
-}
-
-/// [`subscribed!`] for filters already read.
-fn wants(filters: &[String], event_type: &str) -> bool {
-    filters.is_empty() || filters.iter().any(|f| f == event_type)
-}
-
-/// The SQL expression "the newest message number given out". Numbers are
-/// never given out twice: the newest message is its own record of it, and
-/// `webhook_sequence` keeps the number of any newest message pruned (see
-/// [`prune_history`]). A macro, so that statements stay constants.
-///
-/// Writing the count down with every message instead would rewrite the
-/// counter's page in every commit that carries one.
-macro_rules! newest_seq {
-    () => {
-        "max(COALESCE((SELECT max(seq) FROM webhook_messages), 0), (SELECT last FROM webhook_sequence))"
     };
 }
 
@@ -135,143 +121,6 @@ pub(super) fn record_events(
     Ok(())
 }
 
-/// A macro rather than a `const`, so the statements using it are constants
-/// too: no SQL text is built per call.
-macro_rules! endpoint_columns {
-    () => {
-        "agent_id, id, url, description, event_filters, enabled, secret, previous_secret,
-     previous_secret_until, disabled_reason, failing_since, created_at, updated_at"
-    };
-}
-
-/// The event filters stored in `column` (a JSON array of type names).
-fn filters_at(row: &Row<'_>, column: usize) -> rusqlite::Result<Vec<String>> {
-    let raw = row.get_ref(column)?.as_str()?;
-    // Read as empty, damaged filters would subscribe to every event.
-    serde_json::from_str(raw).map_err(|_| super::unreadable(column, "event filters"))
-}
-
-fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
-    Ok(WebhookEndpoint {
-        agent_id: AgentId(row.get(0)?),
-        id: row.get(1)?,
-        url: row.get(2)?,
-        description: row.get(3)?,
-        event_filters: filters_at(row, 4)?,
-        enabled: row.get(5)?,
-        secret: SigningSecret::new(row.get(6)?),
-        previous_secret: row.get::<_, Option<String>>(7)?.map(SigningSecret::new),
-        previous_secret_until: row.get::<_, Option<i64>>(8)?.map(Timestamp::from_micros),
-        disabled_reason: row.get(9)?,
-        failing_since: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_micros),
-        created_at: Timestamp::from_micros(row.get(11)?),
-        updated_at: Timestamp::from_micros(row.get(12)?),
-    })
-}
-
-fn write_endpoint(conn: &Connection, sql: &str, e: &WebhookEndpoint) -> rusqlite::Result<usize> {
-    let filters = serde_json::to_string(&e.event_filters)
-        .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
-    conn.prepare_cached(sql)?.execute(params![
-        e.agent_id.0,
-        e.id,
-        e.url,
-        e.description,
-        filters,
-        e.enabled,
-        e.secret.expose(),
-        e.previous_secret.as_ref().map(SigningSecret::expose),
-        e.previous_secret_until.map(Timestamp::as_micros),
-        e.disabled_reason,
-        e.failing_since.map(Timestamp::as_micros),
-        e.created_at.as_micros(),
-        e.updated_at.as_micros(),
-    ])
-}
-
-pub(super) fn create_endpoint(conn: &Connection, endpoint: &WebhookEndpoint) -> Result<(), Error> {
-    write_endpoint(
-        conn,
-        concat!(
-            "INSERT INTO webhook_endpoints (",
-            endpoint_columns!(),
-            ", outbox_position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ",
-            newest_seq!(),
-            ")"
-        ),
-        endpoint,
-    )?;
-    Ok(())
-}
-
-pub(super) fn get_endpoint(
-    conn: &Connection,
-    agent: AgentId,
-    id: &str,
-) -> Result<Option<WebhookEndpoint>, Error> {
-    Ok(conn
-        .prepare_cached(concat!(
-            "SELECT ",
-            endpoint_columns!(),
-            " FROM webhook_endpoints WHERE agent_id = ?1 AND id = ?2"
-        ))?
-        .query_row(params![agent.0, id], endpoint_from_row)
-        .optional()?)
-}
-
-pub(super) fn list_endpoints(
-    conn: &Connection,
-    agent: AgentId,
-    from: Option<&str>,
-    limit: usize,
-) -> Result<Vec<WebhookEndpoint>, Error> {
-    let limit = super::sql_limit(limit);
-    let mut stmt = conn.prepare_cached(concat!(
-        "SELECT ",
-        endpoint_columns!(),
-        " FROM webhook_endpoints WHERE agent_id = ?1 AND id >= ?2 ORDER BY id LIMIT ?3"
-    ))?;
-    let rows = stmt
-        .query_map(
-            params![agent.0, from.unwrap_or_default(), limit],
-            endpoint_from_row,
-        )?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
-}
-
-/// Changes an endpoint, and its queue as [`QueueTransition`] says:
-/// disabled, it keeps what it was still to be sent (see [`park`]);
-/// enabled again, it reads on from the newest message.
-pub(super) fn update_endpoint(
-    conn: &Connection,
-    reader: &mut OutboxReader,
-    agent: AgentId,
-    id: &str,
-    mutation: EndpointMutation,
-) -> Result<Option<WebhookEndpoint>, Error> {
-    let Some(mut endpoint) = get_endpoint(conn, agent, id)? else {
-        return Ok(None);
-    };
-    let was_enabled = endpoint.enabled;
-    mutation(&mut endpoint);
-    write_endpoint(
-        conn,
-        "UPDATE webhook_endpoints SET url = ?3, description = ?4, event_filters = ?5, enabled = ?6, secret = ?7,
-             previous_secret = ?8, previous_secret_until = ?9, disabled_reason = ?10, failing_since = ?11,
-             created_at = ?12, updated_at = ?13
-         WHERE agent_id = ?1 AND id = ?2",
-        &endpoint,
-    )?;
-    match QueueTransition::of(was_enabled, endpoint.enabled) {
-        QueueTransition::Resume => read_from_newest(conn, &mut reader.cursors, agent, id)?,
-        // The change's own time (every change sets it) is when it parks.
-        QueueTransition::Park => park(conn, reader, agent, id, endpoint.updated_at)?,
-        QueueTransition::Keep => {}
-    }
-    Ok(Some(endpoint))
-}
-
 /// Gives a disabled endpoint a delivery row for every message its cursor
 /// has not passed, and moves the cursor to the newest message: the rows
 /// wait while it is disabled and go out when it is enabled again, as its
@@ -283,7 +132,7 @@ pub(super) fn update_endpoint(
 /// out where this process reads the outbox. Elsewhere every message past
 /// the stored position may be out in the process that reads it, so each
 /// is held for the longest lease this process has seen given.
-fn park(
+pub(crate) fn park(
     conn: &Connection,
     reader: &mut OutboxReader,
     agent: AgentId,
@@ -324,7 +173,7 @@ fn park(
 
 /// Moves the endpoint's cursor to the newest message: it reads only what
 /// commits from now on.
-fn read_from_newest(
+pub(crate) fn read_from_newest(
     conn: &Connection,
     cursors: &mut Cursors,
     agent: AgentId,
@@ -338,23 +187,6 @@ fn read_from_newest(
     .execute(params![agent.0, id])?;
     cursors.forget(id);
     Ok(())
-}
-
-pub(super) fn delete_endpoint(conn: &Connection, agent: AgentId, id: &str) -> Result<bool, Error> {
-    let deleted = conn
-        .prepare_cached("DELETE FROM webhook_endpoints WHERE agent_id = ?1 AND id = ?2")?
-        .execute(params![agent.0, id])?;
-    if deleted == 1 {
-        conn.prepare_cached(
-            "DELETE FROM webhook_deliveries WHERE agent_id = ?1 AND endpoint_id = ?2",
-        )?
-        .execute(params![agent.0, id])?;
-        conn.prepare_cached(
-            "DELETE FROM webhook_attempts WHERE agent_id = ?1 AND endpoint_id = ?2",
-        )?
-        .execute(params![agent.0, id])?;
-    }
-    Ok(deleted == 1)
 }
 
 /// How many reads of an endpoint's outbox one claim makes at most, when the
@@ -572,7 +404,7 @@ fn read_outbox(
             read += 1;
             let seq: i64 = row.get(0)?;
             let event_type = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-            if wants(&endpoint.filters, event_type) {
+            if subscribes(&endpoint.filters, event_type) {
                 cursor.pass(seq, Some(lease_until));
                 claimed.push(endpoint.delivery(Message::at(row, 1)?, 0, cursor_lease(seq)));
                 handed += 1;
@@ -805,55 +637,6 @@ fn stored_state(state: DeliveryState, at: Timestamp) -> (i64, Timestamp) {
         DeliveryState::Pending(next) => (DELIVERY_PENDING, next),
         DeliveryState::Failed => (DELIVERY_FAILED, at),
     }
-}
-
-pub(super) fn list_attempts(
-    conn: &Connection,
-    agent: AgentId,
-    endpoint: &str,
-    before: Option<i64>,
-    limit: usize,
-) -> Result<Vec<Attempt>, Error> {
-    let limit = super::sql_limit(limit);
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, message_id, event_type, attempt, status_code, error, duration_ms, created_at FROM webhook_attempts
-         WHERE agent_id = ?1 AND endpoint_id = ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4",
-    )?;
-    let rows = stmt
-        .query_map(
-            params![agent.0, endpoint, before.unwrap_or(i64::MAX), limit],
-            |row| {
-                Ok(Attempt {
-                    id: row.get(0)?,
-                    message_id: row.get(1)?,
-                    event_type: row.get(2)?,
-                    attempt: row.get(3)?,
-                    status_code: row.get(4)?,
-                    error: row.get(5)?,
-                    duration_ms: u64::try_from(row.get::<_, i64>(6)?).unwrap_or(0),
-                    created_at: Timestamp::from_micros(row.get(7)?),
-                })
-            },
-        )?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
-}
-
-/// Puts every delivery to the endpoint that failed for good since `since`
-/// back in the queue, due now. Returns how many.
-pub(super) fn recover(
-    conn: &Connection,
-    agent: AgentId,
-    endpoint: &str,
-    since: Timestamp,
-    now: Timestamp,
-) -> Result<usize, Error> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE webhook_deliveries SET state = 0, attempts = 0, next_attempt_at = ?4, leased_until = 0
-             WHERE agent_id = ?1 AND endpoint_id = ?2 AND state = 2 AND created_at >= ?3",
-        )?
-        .execute(params![agent.0, endpoint, since.as_micros(), now.as_micros()])?)
 }
 
 /// Counts for tests and metrics: (pending, delivered, failed). Pending
