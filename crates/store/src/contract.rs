@@ -150,7 +150,7 @@ impl Fixture {
         assert!(changed.is_some(), "no endpoint {id}");
     }
 
-    /// [`Store::claim_deliveries`], which must succeed.
+    /// [`crate::OutboxStore::claim_deliveries`], which must succeed.
     pub async fn claim(
         &self,
         now: Timestamp,
@@ -163,7 +163,7 @@ impl Fixture {
             .unwrap()
     }
 
-    /// [`Store::record_attempts`], which must succeed.
+    /// [`crate::OutboxStore::record_attempts`], which must succeed.
     pub async fn record(&self, records: Vec<AttemptRecord>, disable_if_failing_since: Timestamp) {
         self.store
             .record_attempts(records, disable_if_failing_since)
