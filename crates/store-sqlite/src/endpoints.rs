@@ -2,7 +2,7 @@
 //! What disabling and enabling do to an endpoint's queue is the outbox's
 //! part ([`outbox::park`], [`outbox::read_from_newest`]).
 
-use endusers_core::{AgentId, QueueTransition, Timestamp};
+use endusers_core::{AgentId, QueueTransition, Standing, Timestamp};
 use endusers_store::{Attempt, EndpointMutation, SigningSecret, WebhookEndpoint};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -14,8 +14,8 @@ use crate::Error;
 /// too: no SQL text is built per call.
 macro_rules! endpoint_columns {
     () => {
-        "agent_id, id, url, description, event_filters, enabled, secret, previous_secret,
-     previous_secret_until, disabled_reason, failing_since, created_at, updated_at"
+        "agent_id, id, url, description, event_filters, enabled, failing_since, disabled_reason,
+     secret, previous_secret, previous_secret_until, created_at, updated_at"
     };
 }
 
@@ -26,6 +26,18 @@ pub(crate) fn filters_at(row: &Row<'_>, column: usize) -> rusqlite::Result<Vec<S
     serde_json::from_str(raw).map_err(|_| super::unreadable(column, "event filters"))
 }
 
+/// An endpoint's standing from `enabled, failing_since, disabled_reason`
+/// read from `first` on.
+pub(crate) fn standing_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Standing> {
+    Ok(Standing {
+        enabled: row.get(first)?,
+        failing_since: row
+            .get::<_, Option<i64>>(first + 1)?
+            .map(Timestamp::from_micros),
+        disabled_reason: row.get(first + 2)?,
+    })
+}
+
 fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
     Ok(WebhookEndpoint {
         agent_id: AgentId(row.get(0)?),
@@ -33,12 +45,10 @@ fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
         url: row.get(2)?,
         description: row.get(3)?,
         event_filters: filters_at(row, 4)?,
-        enabled: row.get(5)?,
-        secret: SigningSecret::new(row.get(6)?),
-        previous_secret: row.get::<_, Option<String>>(7)?.map(SigningSecret::new),
-        previous_secret_until: row.get::<_, Option<i64>>(8)?.map(Timestamp::from_micros),
-        disabled_reason: row.get(9)?,
-        failing_since: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_micros),
+        standing: standing_at(row, 5)?,
+        secret: SigningSecret::new(row.get(8)?),
+        previous_secret: row.get::<_, Option<String>>(9)?.map(SigningSecret::new),
+        previous_secret_until: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_micros),
         created_at: Timestamp::from_micros(row.get(11)?),
         updated_at: Timestamp::from_micros(row.get(12)?),
     })
@@ -53,12 +63,12 @@ fn write_endpoint(conn: &Connection, sql: &str, e: &WebhookEndpoint) -> rusqlite
         e.url,
         e.description,
         filters,
-        e.enabled,
+        e.standing.enabled,
+        e.standing.failing_since.map(Timestamp::as_micros),
+        e.standing.disabled_reason,
         e.secret.expose(),
         e.previous_secret.as_ref().map(SigningSecret::expose),
         e.previous_secret_until.map(Timestamp::as_micros),
-        e.disabled_reason,
-        e.failing_since.map(Timestamp::as_micros),
         e.created_at.as_micros(),
         e.updated_at.as_micros(),
     ])
@@ -128,17 +138,17 @@ pub(super) fn update_endpoint(
     let Some(mut endpoint) = get_endpoint(conn, agent, id)? else {
         return Ok(None);
     };
-    let was_enabled = endpoint.enabled;
+    let was_enabled = endpoint.standing.enabled;
     mutation(&mut endpoint);
     write_endpoint(
         conn,
-        "UPDATE webhook_endpoints SET url = ?3, description = ?4, event_filters = ?5, enabled = ?6, secret = ?7,
-             previous_secret = ?8, previous_secret_until = ?9, disabled_reason = ?10, failing_since = ?11,
-             created_at = ?12, updated_at = ?13
+        "UPDATE webhook_endpoints SET url = ?3, description = ?4, event_filters = ?5, enabled = ?6,
+             failing_since = ?7, disabled_reason = ?8, secret = ?9, previous_secret = ?10,
+             previous_secret_until = ?11, created_at = ?12, updated_at = ?13
          WHERE agent_id = ?1 AND id = ?2",
         &endpoint,
     )?;
-    match QueueTransition::of(was_enabled, endpoint.enabled) {
+    match QueueTransition::of(was_enabled, endpoint.standing.enabled) {
         QueueTransition::Resume => outbox::read_from_newest(conn, &mut reader.cursors, agent, id)?,
         // The change's own time (every change sets it) is when it parks.
         QueueTransition::Park => outbox::park(conn, reader, agent, id, endpoint.updated_at)?,

@@ -13,7 +13,7 @@ use endusers_store::{AttemptRecord, Claim, Delivery, Lease, SigningSecret};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::cursors::Cursors;
-use super::endpoints::filters_at;
+use super::endpoints::{filters_at, standing_at};
 use super::outbox_lock::{Holding, OutboxLock};
 use super::run_cached;
 
@@ -507,13 +507,7 @@ pub(super) fn record_attempts(
             Entry::Vacant(new) => new.insert(
                 standing_of
                     .query_row(params![r.agent_id.0, r.endpoint_id], |row| {
-                        Ok(Standing {
-                            enabled: row.get(0)?,
-                            failing_since: row
-                                .get::<_, Option<i64>>(1)?
-                                .map(Timestamp::from_micros),
-                            disabled_reason: row.get(2)?,
-                        })
+                        standing_at(row, 0)
                     })
                     .optional()?
                     .map(|standing| Tracked {

@@ -333,7 +333,11 @@ async fn sqlite_a_toggle_in_another_process_sends_nothing_twice() {
     );
     for enabled in [false, true] {
         second
-            .update_webhook(agent, "ep_1", Box::new(move |e| e.enabled = enabled))
+            .update_webhook(
+                agent,
+                "ep_1",
+                Box::new(move |e| e.standing.enabled = enabled),
+            )
             .await
             .unwrap();
     }

@@ -15,7 +15,7 @@ use endusers_core::SensitiveKey;
 use endusers_core::wire::{CreateEndUserRequest, UpdateEndUserRequest};
 use endusers_core::{
     AgentHandle, AgentId, EndUser, EndUserChanges, EndUserId, ExternalId, FieldError, IdGenerator,
-    ProfilePolicy, Timestamp,
+    ProfilePolicy, Standing, Timestamp,
 };
 use endusers_core::{EventType, OutboxEvent};
 use serde_json::{Value, json};
@@ -144,7 +144,7 @@ impl Fixture {
     pub async fn set_enabled(&self, agent: AgentId, id: &str, enabled: bool) {
         let changed = self
             .store
-            .update_webhook(agent, id, Box::new(move |e| e.enabled = enabled))
+            .update_webhook(agent, id, Box::new(move |e| e.standing.enabled = enabled))
             .await
             .unwrap();
         assert!(changed.is_some(), "no endpoint {id}");
@@ -850,12 +850,10 @@ pub fn endpoint(agent: AgentId, id: &str, filters: &[&str]) -> WebhookEndpoint {
         url: format!("https://hooks.example.com/{id}"),
         description: String::new(),
         event_filters: filters.iter().map(|f| (*f).to_owned()).collect(),
-        enabled: true,
+        standing: Standing::enabled(),
         secret: SigningSecret::new("whsec_c2VjcmV0".to_owned()),
         previous_secret: None,
         previous_secret_until: None,
-        disabled_reason: None,
-        failing_since: None,
         created_at: NOW,
         updated_at: NOW,
     }
@@ -907,7 +905,7 @@ pub async fn events_fan_out_to_matching_enabled_endpoints_in_the_same_transactio
     f.webhook(a, "ep_all", &[]).await;
     f.webhook(a, "ep_created", &["v1.end_user.created"]).await;
     let mut off = endpoint(a, "ep_off", &[]);
-    off.enabled = false;
+    off.standing.enabled = false;
     f.store.create_webhook(off).await.unwrap();
     f.webhook(b, "ep_b", &[]).await;
 
@@ -985,7 +983,10 @@ pub async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
     )
     .await;
     let ep = f.store.get_webhook(a, "ep_1").await.unwrap().unwrap();
-    assert_eq!((ep.failing_since, ep.enabled), (Some(NOW), true));
+    assert_eq!(
+        (ep.standing.failing_since, ep.standing.enabled),
+        (Some(NOW), true)
+    );
     assert!(
         f.claim(NOW, lease, room(10, &["ep_busy"])).await.is_empty(),
         "not due yet"
@@ -1002,6 +1003,7 @@ pub async fn attempts_move_deliveries_and_track_the_failing_streak(f: Fixture) {
             .await
             .unwrap()
             .unwrap()
+            .standing
             .failing_since,
         None
     );
@@ -1043,6 +1045,7 @@ pub async fn the_last_attempt_of_a_batch_decides_the_failing_streak(f: Fixture) 
             .await
             .unwrap()
             .unwrap()
+            .standing
             .failing_since
     };
     // Delivered, failed, delivered: healthy.
@@ -1137,6 +1140,7 @@ pub async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fi
             .await
             .unwrap()
             .unwrap()
+            .standing
             .enabled
     );
     // A week later msg_2 fails too: every delivery failed for a week.
@@ -1148,9 +1152,10 @@ pub async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fi
     )
     .await;
     let ep = f.store.get_webhook(a, "ep_1").await.unwrap().unwrap();
-    assert!(!ep.enabled);
+    assert!(!ep.standing.enabled);
     assert!(
-        ep.disabled_reason
+        ep.standing
+            .disabled_reason
             .unwrap()
             .starts_with("every delivery has failed since")
     );
@@ -1160,9 +1165,9 @@ pub async fn a_week_of_failures_disables_the_endpoint_and_recover_requeues(f: Fi
 
     // Re-enabled, and the failed message re-queued.
     let enable: crate::EndpointMutation = Box::new(|e| {
-        e.enabled = true;
-        e.disabled_reason = None;
-        e.failing_since = None;
+        e.standing.enabled = true;
+        e.standing.disabled_reason = None;
+        e.standing.failing_since = None;
     });
     f.store.update_webhook(a, "ep_1", enable).await.unwrap();
     assert_eq!(
@@ -1185,7 +1190,7 @@ pub async fn gone_disables_at_once_and_deleting_an_endpoint_drops_its_queue(f: F
     f.record(vec![record(&claimed[0], gone, NOW)], NOW).await;
     let ep = f.store.get_webhook(a, "ep_1").await.unwrap().unwrap();
     assert_eq!(
-        (ep.enabled, ep.disabled_reason.as_deref()),
+        (ep.standing.enabled, ep.standing.disabled_reason.as_deref()),
         (false, Some("the endpoint answered 410 Gone"))
     );
     assert!(f.store.delete_webhook(a, "ep_1").await.unwrap());

@@ -35,31 +35,15 @@ pub struct WebhookEndpoint {
     pub description: String,
     /// Event type names; empty means every type.
     pub event_filters: Vec<String>,
-    pub enabled: bool,
+    /// Enabled or not, the failing streak, and why it was disabled: what
+    /// the delivery rules decide ([`Standing`]).
+    pub standing: Standing,
     /// `whsec_…`
     pub secret: SigningSecret,
     pub previous_secret: Option<SigningSecret>,
     pub previous_secret_until: Option<Timestamp>,
-    pub disabled_reason: Option<String>,
-    pub failing_since: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-}
-
-impl WebhookEndpoint {
-    /// Enables or disables the endpoint by hand, as [`Standing::set_enabled`]
-    /// says: enabling starts afresh.
-    pub fn set_enabled(&mut self, enabled: bool) {
-        let mut standing = Standing {
-            enabled: self.enabled,
-            failing_since: self.failing_since,
-            disabled_reason: self.disabled_reason.take(),
-        };
-        standing.set_enabled(enabled);
-        self.enabled = standing.enabled;
-        self.failing_since = standing.failing_since;
-        self.disabled_reason = standing.disabled_reason;
-    }
 }
 
 /// A change to one endpoint, computed inside the write transaction.
@@ -166,12 +150,10 @@ mod tests {
             url: "https://example.com/".into(),
             description: String::new(),
             event_filters: Vec::new(),
-            enabled: true,
+            standing: Standing::enabled(),
             secret: SigningSecret::new("whsec_TOPSECRET".into()),
             previous_secret: Some(SigningSecret::new("whsec_OLDSECRET".into())),
             previous_secret_until: None,
-            disabled_reason: None,
-            failing_since: None,
             created_at: Timestamp::from_micros(0),
             updated_at: Timestamp::from_micros(0),
         };

@@ -15,6 +15,15 @@ pub struct Standing {
 }
 
 impl Standing {
+    /// A new endpoint's standing: enabled, no streak.
+    pub fn enabled() -> Self {
+        Self {
+            enabled: true,
+            failing_since: None,
+            disabled_reason: None,
+        }
+    }
+
     /// Applies one recorded attempt. An endpoint is disabled when:
     /// - its receiver answers 410 Gone, at once; or
     /// - a delivery fails and every delivery has failed since at or before
@@ -89,11 +98,7 @@ mod tests {
     }
 
     fn enabled() -> Standing {
-        Standing {
-            enabled: true,
-            failing_since: None,
-            disabled_reason: None,
-        }
+        Standing::enabled()
     }
 
     #[test]

@@ -5,10 +5,8 @@ use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use endusers_core::Clock;
-use endusers_core::{EventType, Timestamp};
-use endusers_store::EndpointStore;
-use endusers_store::{Attempt, SigningSecret, WebhookEndpoint};
+use endusers_core::{Clock, EventType, Standing, Timestamp};
+use endusers_store::{Attempt, EndpointStore, SigningSecret, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -71,11 +69,11 @@ impl From<WebhookEndpoint> for Webhook {
             url: e.url,
             description: e.description,
             event_filters: e.event_filters,
-            enabled: e.enabled,
+            enabled: e.standing.enabled,
             created_at: e.created_at.to_rfc3339(),
             updated_at: e.updated_at.to_rfc3339(),
-            disabled_reason: e.disabled_reason,
-            failing_since: e.failing_since.map(Timestamp::to_rfc3339),
+            disabled_reason: e.standing.disabled_reason,
+            failing_since: e.standing.failing_since.map(Timestamp::to_rfc3339),
         }
     }
 }
@@ -171,12 +169,13 @@ pub async fn create(
         url,
         description,
         event_filters,
-        enabled: request.enabled.unwrap_or(true),
+        standing: Standing {
+            enabled: request.enabled.unwrap_or(true),
+            ..Standing::enabled()
+        },
         secret: SigningSecret::new(EndpointSecret::generate().to_string_whsec()),
         previous_secret: None,
         previous_secret_until: None,
-        disabled_reason: None,
-        failing_since: None,
         created_at: now,
         updated_at: now,
     };
@@ -266,7 +265,7 @@ pub async fn update(
             e.description = description;
         }
         if let Some(enabled) = enabled {
-            e.set_enabled(enabled);
+            e.standing.set_enabled(enabled);
         }
         e.updated_at = now;
     });
