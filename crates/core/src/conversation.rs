@@ -183,8 +183,12 @@ pub struct Conversation {
 
 /// Ending a conversation that has already ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the conversation has already ended")]
+#[error("{}", Self::MESSAGE)]
 pub struct AlreadyEnded;
+
+impl AlreadyEnded {
+    pub const MESSAGE: &str = "the conversation has already ended";
+}
 
 impl Conversation {
     /// Ends the conversation at `now`. A conversation ends once: ending it

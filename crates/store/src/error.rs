@@ -1,4 +1,4 @@
-use endusers_core::FieldError;
+use endusers_core::{AlreadyEnded, FieldError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,4 +21,10 @@ pub enum StoreError {
     /// The database failed; the text is for logs, never for clients.
     #[error("database error: {0}")]
     Backend(String),
+}
+
+impl From<AlreadyEnded> for StoreError {
+    fn from(_: AlreadyEnded) -> Self {
+        Self::State(AlreadyEnded::MESSAGE)
+    }
 }

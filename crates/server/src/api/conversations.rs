@@ -7,11 +7,11 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use endusers_core::wire::Patch;
-use endusers_core::{
-    AlreadyEnded, Conversation, ConversationStatus, EndUser, EndUserChanges, EndUserId, EventType,
-    OutboxEvent, ScalarMap,
-};
 use endusers_core::{Clock, ProfilePolicy};
+use endusers_core::{
+    Conversation, ConversationStatus, EndUser, EndUserChanges, EndUserId, EventType, OutboxEvent,
+    ScalarMap,
+};
 use endusers_store::ConversationStore;
 use endusers_store::{ConversationMutation, NewConversation, StartedConversation, StoreError};
 use serde::{Deserialize, Serialize};
@@ -243,8 +243,7 @@ pub async fn end(
     let now = state.clock.now();
     let message_id = state.ids.new_message_id(now);
     let mutation: ConversationMutation = Box::new(move |c: &mut Conversation| {
-        c.end(now)
-            .map_err(|AlreadyEnded| StoreError::State("the conversation has already ended"))?;
+        c.end(now)?;
         Ok(vec![OutboxEvent::conversation(
             EventType::ConversationEnded,
             c,
