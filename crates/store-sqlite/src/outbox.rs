@@ -29,8 +29,6 @@ const DELIVERY_FAILED: i64 = 2;
 pub(super) struct OutboxReader {
     pub(super) lock: OutboxLock,
     pub(super) cursors: Cursors,
-    /// Whether this process read the outbox at its last claim.
-    pub(super) reads_outbox: bool,
     /// The longest lease a claim of this process has given, which bounds
     /// how long a delivery may be out anywhere (every process has the same
     /// settings).
@@ -42,7 +40,6 @@ impl OutboxReader {
         Self {
             lock,
             cursors: Cursors::default(),
-            reads_outbox: false,
             longest_lease: Duration::ZERO,
         }
     }
@@ -153,7 +150,7 @@ pub(crate) fn park(
             "SELECT outbox_position FROM webhook_endpoints WHERE agent_id = ?1 AND id = ?2",
         )?
         .query_row(params![agent.0, id], |row| row.get(0))?;
-    let unread_until = if reader.reads_outbox {
+    let unread_until = if reader.lock.is_held() {
         None
     } else {
         Some(now.saturating_add(reader.longest_lease))
@@ -284,7 +281,6 @@ pub(super) fn claim_deliveries(
         Holding::Still => true,
         Holding::No => false,
     };
-    reader.reads_outbox = reads_outbox;
     let lease = Duration::from_micros(
         u64::try_from(lease_until.as_micros().saturating_sub(now.as_micros())).unwrap_or(0),
     );

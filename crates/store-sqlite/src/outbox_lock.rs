@@ -93,6 +93,11 @@ impl OutboxLock {
         }
     }
 
+    /// Whether this process holds the lock: whether it reads the outbox.
+    pub(super) fn is_held(&self) -> bool {
+        self.held
+    }
+
     /// Lets another process read on (closing the file drops the lock).
     pub(super) fn release(&mut self) {
         self.file = None;
