@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use endusers_core::{AgentHandle, AgentId, EventType, IdGenerator, Timestamp};
+use endusers_core::{AgentHandle, AgentId, IdGenerator, Timestamp};
 use endusers_store::contract::*;
-use endusers_store::{AttemptRecord, Delivery, NextStep, Store};
+use endusers_store::{NextStep, Store};
 use serde_json::json;
 
 /// The file of a [`sqlite`] fixture.
@@ -32,239 +32,50 @@ async fn sqlite() -> (Fixture, std::path::PathBuf) {
     (Fixture::new(Arc::new(store), dir), file)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_write_stats_count_writes_and_the_transactions_they_shared() {
-    write_stats_count_writes_and_the_transactions_they_shared(sqlite().await.0).await;
-}
-
-async fn write_stats_count_writes_and_the_transactions_they_shared(f: Fixture) {
-    let a = f.default_agent().await;
-    let start = f.store.write_stats();
-    // One at a time: each write is its own transaction.
-    let mut made = Vec::new();
-    for n in 0..3 {
-        made.push(
-            f.create(a, json!({"profile": {"metadata": {"n": n}}}))
-                .await,
-        );
-    }
-    let alone = f.store.write_stats();
-    assert_eq!(alone.writes - start.writes, 3, "{start:?} then {alone:?}");
-    assert_eq!(
-        alone.transactions - start.transactions,
-        3,
-        "{start:?} then {alone:?}"
-    );
-    assert!(
-        alone.busy_micros > start.busy_micros,
-        "{start:?} then {alone:?}"
-    );
-    // Reads cost the writer nothing.
-    f.stored(a, made[0].end_user_id).await;
-    assert_eq!(f.store.write_stats(), alone);
-    // Together: every write counted, in at most as many transactions.
-    let f = Arc::new(f);
-    let tasks: Vec<_> = (0..100)
-        .map(|n| {
-            let f = f.clone();
-            tokio::spawn(async move {
-                f.create(a, json!({"profile": {"metadata": {"n": n}}}))
-                    .await
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let together = f.store.write_stats();
-    assert_eq!(
-        together.writes - alone.writes,
-        100,
-        "{alone:?} then {together:?}"
-    );
-    let transactions = together.transactions - alone.transactions;
-    assert!(
-        (1..=100).contains(&transactions),
-        "{alone:?} then {together:?}"
-    );
-}
-
+/// What pruning removed, and how pending deliveries are counted, on this
+/// backend (the contract case checks the rest).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_old_history_is_pruned_but_pending_deliveries_are_kept() {
-    old_history_is_pruned_but_pending_deliveries_are_kept(sqlite().await.0).await;
-}
-
-async fn old_history_is_pruned_but_pending_deliveries_are_kept(f: Fixture) {
-    let a = f.default_agent().await;
-    f.webhook(a, "ep_1", &[]).await;
-    f.webhook(a, "ep_2", &["v1.end_user.updated"]).await;
-    // msg_z is made an hour after the others: newer than any cut below.
-    let an_hour_on = NOW.saturating_add(std::time::Duration::from_secs(3600));
-    let events = vec![
-        event("msg_a", EventType::EndUserCreated, NOW),
-        event("msg_b", EventType::EndUserUpdated, NOW),
-        event("msg_z", EventType::EndUserCreated, an_hour_on),
-    ];
-    f.store
-        .create_end_user(f.user(a, json!({})), Vec::new(), events)
-        .await
-        .unwrap();
-    let claimed = f.claim(NOW, NOW, room(10, &[])).await;
-    // Everything delivered except msg_b to ep_2, which stays pending, and
-    // msg_a to ep_1, which is delivered on its second attempt (and so has
-    // a delivery row).
-    let is = |d: &Delivery, endpoint: &str, message: &str| {
-        d.endpoint_id == endpoint && d.message_id == message
-    };
-    let records: Vec<AttemptRecord> = claimed
-        .iter()
-        .filter(|d| !is(d, "ep_2", "msg_b"))
-        .map(|d| match is(d, "ep_1", "msg_a") {
-            true => record(d, NextStep::RetryAt(NOW), NOW),
-            false => record(d, NextStep::Delivered, NOW),
-        })
-        .collect();
-    assert_eq!(records.len(), 3);
-    // Failing since long before: not a failure long enough to disable.
-    let long_before = Timestamp::from_micros(0);
-    f.record(records, long_before).await;
-    let retried: Vec<AttemptRecord> = f
-        .claim(NOW, NOW, room(10, &[]))
-        .await
-        .iter()
-        .filter(|d| is(d, "ep_1", "msg_a"))
-        .map(|d| record(d, NextStep::Delivered, NOW))
-        .collect();
-    assert_eq!(retried.len(), 1);
-    f.record(retried, NOW).await;
-    let later = NOW.saturating_add(std::time::Duration::from_secs(1));
-    // msg_a and msg_b are old, msg_z is not.
-    let pruned = f.store.prune_webhook_history(later, 100).await.unwrap();
+    let (pruned, counts, pruned_later) =
+        old_history_is_pruned_but_pending_deliveries_are_kept(sqlite().await.0).await;
     assert_eq!(
         pruned,
         4 + 1,
         "4 attempts and msg_a's finished delivery row; no message: ep_2 has msg_b out, \
          so its stored position is still before msg_a, which it passed over"
     );
-    assert!(
-        f.store
-            .list_attempts(a, "ep_1", None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
     assert_eq!(
-        f.store.delivery_counts().await.unwrap(),
+        counts,
         (1, 0, 0),
         "msg_b's delivery to ep_2 is pending; the history of the delivered ones went with their attempts"
     );
-    // msg_b's lease ran out: it is handed out again, and fails.
-    let still_due = f.claim(later, later, room(10, &[])).await;
-    assert_eq!(still_due.len(), 1);
     assert_eq!(
-        still_due[0].message_id, "msg_b",
-        "its message survives the pruning"
-    );
-    let retry = NextStep::RetryAt(later);
-    f.record(vec![record(&still_due[0], retry, later)], long_before)
-        .await;
-    let even_later = later.saturating_add(std::time::Duration::from_secs(1));
-    assert_eq!(
-        f.store
-            .prune_webhook_history(even_later, 100)
-            .await
-            .unwrap(),
+        pruned_later,
         1 + 1,
         "ep_2's attempt, and msg_a now that ep_2 has passed it; msg_b waits in its delivery row"
     );
-    let retried = f.claim(even_later, even_later, room(10, &[])).await;
-    assert_eq!(
-        retried
-            .iter()
-            .map(|d| (d.message_id.as_str(), d.attempts))
-            .collect::<Vec<_>>(),
-        [("msg_b", 1)]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_pruned_newest_message_keeps_its_number_to_itself() {
-    a_pruned_newest_message_keeps_its_number_to_itself(sqlite().await.0).await;
 }
 
 /// A message's number is never given out again, not even the newest's
 /// once it is pruned: the endpoint that read up to it would pass over the
 /// next message, numbered the same.
-async fn a_pruned_newest_message_keeps_its_number_to_itself(f: Fixture) {
-    let a = f.default_agent().await;
-    f.webhook(a, "ep_1", &[]).await;
-    f.users_with_events(a, 2).await;
-    let sent = f.claim(NOW, NOW, room(10, &[])).await;
-    assert_eq!(sent.len(), 2);
-    let delivered = sent
-        .iter()
-        .map(|d| record(d, NextStep::Delivered, NOW))
-        .collect();
-    f.record(delivered, NOW).await;
-    let later = NOW.saturating_add(std::time::Duration::from_secs(1));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_pruned_newest_message_keeps_its_number_to_itself() {
     assert_eq!(
-        f.store.prune_webhook_history(later, 100).await.unwrap(),
+        a_pruned_newest_message_keeps_its_number_to_itself(sqlite().await.0).await,
         2 + 2,
         "both attempts and both messages, the newest among them"
     );
-    // An endpoint made now starts after the pruned numbers too.
-    f.webhook(a, "ep_2", &[]).await;
-    f.user_with_event(a, "msg_next", EventType::EndUserCreated)
-        .await;
-    let next = f.claim(later, later, room(10, &[])).await;
-    let mut got: Vec<(&str, &str)> = next
-        .iter()
-        .map(|d| (d.endpoint_id.as_str(), d.message_id.as_str()))
-        .collect();
-    got.sort_unstable();
-    assert_eq!(got, [("ep_1", "msg_next"), ("ep_2", "msg_next")]);
 }
 
+/// Out of order successes move the stored position only as far as the
+/// oldest delivery still out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_the_cursor_moves_past_finished_deliveries_only() {
-    the_cursor_moves_past_finished_deliveries_only(sqlite().await.0).await;
-}
-
-/// Deliveries are read through a cursor per endpoint: out of order
-/// successes move it only as far as the oldest delivery still out, and a
-/// claim after that reads on from where it stopped, each message once.
-async fn the_cursor_moves_past_finished_deliveries_only(f: Fixture) {
-    let a = f.default_agent().await;
-    f.webhook(a, "ep_1", &[]).await;
-    f.users_with_events(a, 4).await;
-    let lease = NOW.saturating_add(std::time::Duration::from_secs(30));
-    let first = f.claim(NOW, lease, room(3, &[])).await;
-    let ids: Vec<&str> = first.iter().map(|d| d.message_id.as_str()).collect();
-    assert_eq!(ids, ["msg_0", "msg_1", "msg_2"], "in commit order");
-    // msg_1 and msg_2 done, msg_0 still out.
-    let done = vec![
-        record(&first[1], NextStep::Delivered, NOW),
-        record(&first[2], NextStep::Delivered, NOW),
-    ];
-    f.record(done, NOW).await;
     assert_eq!(
-        f.store.delivery_counts().await.unwrap(),
+        the_cursor_moves_past_finished_deliveries_only(sqlite().await.0).await,
         (4, 2, 0),
         "the stored position waits for msg_0, so all four count as pending"
-    );
-    let next = f.claim(NOW, lease, room(10, &[])).await;
-    let ids: Vec<&str> = next.iter().map(|d| d.message_id.as_str()).collect();
-    assert_eq!(ids, ["msg_3"], "nothing handed out twice");
-    let done = vec![
-        record(&first[0], NextStep::Delivered, NOW),
-        record(&next[0], NextStep::Delivered, NOW),
-    ];
-    f.record(done, NOW).await;
-    assert_eq!(f.store.delivery_counts().await.unwrap(), (0, 4, 0));
-    let later = lease.saturating_add(std::time::Duration::from_secs(1));
-    assert!(
-        f.claim(later, later, room(10, &[])).await.is_empty(),
-        "every delivery recorded: nothing comes back when the leases run out"
     );
 }
 
